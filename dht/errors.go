@@ -1,0 +1,36 @@
+package dht
+
+import "errors"
+
+// Errors shared by the dht packages and their implementations. Callers test
+// for them with errors.Is.
+var (
+	// ErrNotFound: the key has no live record (never written, deleted, or expired).
+	ErrNotFound = errors.New("dht: key not found")
+	// ErrClosed: the component was used after Close.
+	ErrClosed = errors.New("dht: closed")
+	// ErrUnreachable: a peer could not be dialled or did not answer in time.
+	ErrUnreachable = errors.New("dht: peer unreachable")
+	// ErrMessageTooLarge: a peer message exceeds the protocol's maximum size.
+	ErrMessageTooLarge = errors.New("dht: message too large")
+	// ErrCorruptRecord: stored or received record bytes do not decode.
+	ErrCorruptRecord = errors.New("dht: corrupt record")
+	// ErrRecordTooLarge: record bytes exceed MaxRecordSize.
+	ErrRecordTooLarge = errors.New("dht: record too large")
+)
+
+// RemoteError is returned by Transport.Call when the peer received the
+// request and answered with an error.
+type RemoteError struct {
+	Peer    string // peer ID, printable form
+	Message string
+}
+
+func (e *RemoteError) Error() string { return "dht: peer " + shortID(e.Peer) + ": " + e.Message }
+
+func shortID(s string) string {
+	if len(s) > 12 {
+		return s[len(s)-8:]
+	}
+	return s
+}
