@@ -26,6 +26,10 @@ type Version struct {
 	// nanoseconds. It orders writes in last-writer-wins mode and is shown to
 	// users; it never decides causality.
 	Timestamp int64
+	// WriteID identifies the client write (random, chosen by the node that
+	// received it; 0 for none). A write retried through a second
+	// coordinator keeps its ID, so replicas keep one version of it.
+	WriteID uint64
 }
 
 // Record is the state of one key on one replica: its concurrent versions
@@ -99,6 +103,7 @@ func RecordToPB(r Record) *pb.Record {
 				Tombstone: v.Tombstone,
 				Dot:       &pb.Dot{Actor: v.Dot.Actor, Counter: v.Dot.Counter},
 				Timestamp: v.Timestamp,
+				WriteId:   v.WriteID,
 			}
 		}
 	}
@@ -126,6 +131,7 @@ func RecordFromPB(m *pb.Record) Record {
 				Tombstone: v.GetTombstone(),
 				Dot:       Dot{Actor: v.GetDot().GetActor(), Counter: v.GetDot().GetCounter()},
 				Timestamp: v.GetTimestamp(),
+				WriteID:   v.GetWriteId(),
 			}
 		}
 	}

@@ -85,7 +85,9 @@ type Version struct {
 	Tombstone bool                   `protobuf:"varint,2,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
 	Dot       *Dot                   `protobuf:"bytes,3,opt,name=dot,proto3" json:"dot,omitempty"`
 	// Coordinator wall clock at write, unix nanoseconds (LWW order and display).
-	Timestamp     int64 `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Timestamp int64 `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// Random ID of the client write, so a retried write stays one version.
+	WriteId       uint64 `protobuf:"fixed64,5,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -144,6 +146,13 @@ func (x *Version) GetDot() *Dot {
 func (x *Version) GetTimestamp() int64 {
 	if x != nil {
 		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *Version) GetWriteId() uint64 {
+	if x != nil {
+		return x.WriteId
 	}
 	return 0
 }
@@ -218,12 +227,13 @@ const file_record_proto_rawDesc = "" +
 	"\frecord.proto\x12\tringkv.v1\"5\n" +
 	"\x03Dot\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\x06R\x05actor\x12\x18\n" +
-	"\acounter\x18\x02 \x01(\x04R\acounter\"}\n" +
+	"\acounter\x18\x02 \x01(\x04R\acounter\"\x98\x01\n" +
 	"\aVersion\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x1c\n" +
 	"\ttombstone\x18\x02 \x01(\bR\ttombstone\x12 \n" +
 	"\x03dot\x18\x03 \x01(\v2\x0e.ringkv.v1.DotR\x03dot\x12\x1c\n" +
-	"\ttimestamp\x18\x04 \x01(\x03R\ttimestamp\"\x81\x01\n" +
+	"\ttimestamp\x18\x04 \x01(\x03R\ttimestamp\x12\x19\n" +
+	"\bwrite_id\x18\x05 \x01(\x06R\awriteId\"\x81\x01\n" +
 	"\x06Record\x12.\n" +
 	"\bversions\x18\x01 \x03(\v2\x12.ringkv.v1.VersionR\bversions\x12(\n" +
 	"\acontext\x18\x02 \x03(\v2\x0e.ringkv.v1.DotR\acontext\x12\x1d\n" +

@@ -1,0 +1,312 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ringkv/ringkv/daemon/client"
+)
+
+// benchConfig is what `ringkv bench` runs.
+type benchConfig struct {
+	op          string
+	concurrency int
+	ops         int
+	duration    time.Duration
+	valueSize   int
+	keys        int
+	dist        string
+	zipfS       float64
+	readRatio   float64
+	noFill      bool
+	prefix      string
+	consistency string
+	seed        uint64
+}
+
+// BenchResult is the outcome of one bench run; -o json prints it.
+type BenchResult struct {
+	Op          string  `json:"op"`
+	Concurrency int     `json:"concurrency"`
+	ValueSize   int     `json:"value_size"`
+	Keys        int     `json:"keys"`
+	Dist        string  `json:"dist"`
+	Ops         int64   `json:"ops"`
+	Errors      int64   `json:"errors"`
+	Misses      int64   `json:"misses"`
+	Seconds     float64 `json:"seconds"`
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	P50ms       float64 `json:"p50_ms"`
+	P90ms       float64 `json:"p90_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	P999ms      float64 `json:"p999_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	FirstError  string  `json:"first_error,omitempty"`
+}
+
+func newBenchCmd(g *globals) *cobra.Command {
+	var bc benchConfig
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Load the local daemon's API like redis-benchmark and print ops/s and latency percentiles",
+		Example: "  ringkv bench --op put -c 50 -n 200000 --value-size 100\n" +
+			"  ringkv bench --op get -c 50 --duration 30s --dist zipf\n  ringkv bench --op mixed --read-ratio 0.9 -o json",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := bc.validate(); err != nil {
+				return err
+			}
+			if _, err := g.format(); err != nil {
+				return err
+			}
+			cl, err := g.client(bc.concurrency)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			var contexts sync.Map
+			if !bc.noFill && bc.op != "put" {
+				if err := fill(cmd.Context(), cl, bc, &contexts); err != nil {
+					return explain(err)
+				}
+			}
+			res, err := runBench(cmd.Context(), cl, bc, &contexts)
+			if err != nil {
+				return explain(err)
+			}
+			return g.printBench(res)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&bc.op, "op", "get", "put, get or mixed")
+	f.IntVarP(&bc.concurrency, "concurrency", "c", 50, "parallel clients (each a keep-alive connection)")
+	f.IntVarP(&bc.ops, "requests", "n", 100000, "total operations (ignored with --duration)")
+	f.DurationVar(&bc.duration, "duration", 0, "run for this long instead of -n operations")
+	f.IntVar(&bc.valueSize, "value-size", 100, "value size in bytes")
+	f.IntVar(&bc.keys, "keys", 10000, "keyspace size")
+	f.StringVar(&bc.dist, "dist", "uniform", "key distribution: uniform or zipf")
+	f.Float64Var(&bc.zipfS, "zipf-s", 1.1, "zipf exponent s (> 1); larger is more skewed")
+	f.Float64Var(&bc.readRatio, "read-ratio", 0.5, "fraction of reads in --op mixed")
+	f.BoolVar(&bc.noFill, "no-fill", false, "do not write the keyspace before a get or mixed run")
+	f.StringVar(&bc.prefix, "key-prefix", "bench:", "prefix of every key")
+	f.StringVar(&bc.consistency, "consistency", "", "one, quorum or all for every request (default: the cluster's W and R)")
+	f.Uint64Var(&bc.seed, "seed", 1, "random seed for key choice")
+	return c
+}
+
+func (bc benchConfig) validate() error {
+	switch {
+	case bc.op != "put" && bc.op != "get" && bc.op != "mixed":
+		return usagef("--op %q is not put, get or mixed", bc.op)
+	case bc.concurrency < 1 || bc.concurrency > 10000:
+		return usagef("-c must be from 1 to 10000")
+	case bc.duration == 0 && bc.ops < 1:
+		return usagef("-n must be positive (or give --duration)")
+	case bc.duration < 0:
+		return usagef("--duration must be positive")
+	case bc.valueSize < 0:
+		return usagef("--value-size must not be negative")
+	case bc.keys < 1:
+		return usagef("--keys must be positive")
+	case bc.dist != "uniform" && bc.dist != "zipf":
+		return usagef("--dist %q is not uniform or zipf", bc.dist)
+	case bc.dist == "zipf" && bc.zipfS <= 1:
+		return usagef("--zipf-s must be greater than 1")
+	case bc.readRatio < 0 || bc.readRatio > 1:
+		return usagef("--read-ratio must be within [0, 1]")
+	case bc.consistency != "" && bc.consistency != "one" && bc.consistency != "quorum" && bc.consistency != "all":
+		return usagef("--consistency %q is not one, quorum or all", bc.consistency)
+	}
+	return nil
+}
+
+func (bc benchConfig) key(i uint64) []byte {
+	return []byte(bc.prefix + strconv.FormatUint(i, 10))
+}
+
+// fill writes every key of the keyspace once, so reads find values. It
+// reads each key's context first, so that filling a keyspace a previous
+// run left behind replaces its values instead of adding siblings.
+func fill(ctx context.Context, cl *client.Client, bc benchConfig, contexts *sync.Map) error {
+	var next atomic.Int64
+	value := make([]byte, bc.valueSize)
+	var wg sync.WaitGroup
+	errc := make(chan error, bc.concurrency)
+	for w := 0; w < bc.concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(bc.keys) || ctx.Err() != nil {
+					return
+				}
+				key := bc.key(uint64(i))
+				var wopts client.WriteOptions
+				if cur, err := cl.Get(ctx, key, client.ReadOptions{}); err == nil {
+					wopts.Context = cur.Context
+				}
+				res, err := cl.Put(ctx, key, value, wopts)
+				if err != nil {
+					errc <- fmt.Errorf("filling the keyspace: %w", err)
+					return
+				}
+				contexts.Store(string(key), res.Context)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+// benchWorker is one client goroutine's state and results.
+type benchWorker struct {
+	rng       *rand.Rand
+	zipf      *rand.Zipf
+	latencies []time.Duration
+	errors    int64
+	misses    int64
+	firstErr  error
+}
+
+func (w *benchWorker) pick(bc benchConfig) uint64 {
+	if w.zipf != nil {
+		return w.zipf.Uint64()
+	}
+	return w.rng.Uint64N(uint64(bc.keys))
+}
+
+func runBench(ctx context.Context, cl *client.Client, bc benchConfig, contexts *sync.Map) (BenchResult, error) {
+	if bc.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, bc.duration)
+		defer cancel()
+	}
+	value := make([]byte, bc.valueSize)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	var remaining atomic.Int64
+	remaining.Store(int64(bc.ops))
+	workers := make([]*benchWorker, bc.concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range workers {
+		w := &benchWorker{rng: rand.New(rand.NewPCG(bc.seed, uint64(i)))}
+		if bc.dist == "zipf" {
+			w.zipf = rand.NewZipf(w.rng, bc.zipfS, 1, uint64(bc.keys-1))
+		}
+		workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx, cl, bc, value, &remaining, contexts)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	return summarize(bc, workers, elapsed)
+}
+
+// run issues requests until the count or the deadline is reached. Puts
+// carry the causal context the previous put of the same key returned, as a
+// client of a versioned store does, so repeated writes replace each other
+// instead of piling up as siblings.
+func (w *benchWorker) run(ctx context.Context, cl *client.Client, bc benchConfig, value []byte, remaining *atomic.Int64, contexts *sync.Map) {
+	ropts := client.ReadOptions{Consistency: bc.consistency}
+	for ctx.Err() == nil {
+		if bc.duration == 0 && remaining.Add(-1) < 0 {
+			return
+		}
+		key := bc.key(w.pick(bc))
+		read := bc.op == "get" || (bc.op == "mixed" && w.rng.Float64() < bc.readRatio)
+		t0 := time.Now()
+		var err error
+		if read {
+			_, err = cl.GetValue(ctx, key, ropts)
+		} else {
+			wopts := client.WriteOptions{Consistency: bc.consistency}
+			if c, ok := contexts.Load(string(key)); ok {
+				wopts.Context = c.(string)
+			}
+			var res client.WriteResponse
+			if res, err = cl.Put(ctx, key, value, wopts); err == nil {
+				contexts.Store(string(key), res.Context)
+			}
+		}
+		d := time.Since(t0)
+		switch {
+		case err == nil:
+			w.latencies = append(w.latencies, d)
+		case errors.Is(err, client.ErrNotFound):
+			w.latencies = append(w.latencies, d)
+			w.misses++
+		case ctx.Err() != nil:
+			return // the run's deadline cut this request short
+		default:
+			w.errors++
+			if w.firstErr == nil {
+				w.firstErr = err
+			}
+		}
+	}
+}
+
+func summarize(bc benchConfig, workers []*benchWorker, elapsed time.Duration) (BenchResult, error) {
+	res := BenchResult{Op: bc.op, Concurrency: bc.concurrency, ValueSize: bc.valueSize, Keys: bc.keys,
+		Dist: bc.dist, Seconds: elapsed.Seconds()}
+	var all []time.Duration
+	for _, w := range workers {
+		all = append(all, w.latencies...)
+		res.Errors += w.errors
+		res.Misses += w.misses
+		if w.firstErr != nil && res.FirstError == "" {
+			res.FirstError = w.firstErr.Error()
+		}
+	}
+	res.Ops = int64(len(all))
+	if res.Ops == 0 {
+		if res.FirstError != "" {
+			return res, errors.New("every request failed; first error: " + res.FirstError)
+		}
+		return res, errors.New("no request completed")
+	}
+	slices.Sort(all)
+	pct := func(p float64) float64 {
+		i := int(p * float64(len(all)-1))
+		return float64(all[i]) / 1e6
+	}
+	res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
+	res.P50ms, res.P90ms, res.P99ms, res.P999ms = pct(0.50), pct(0.90), pct(0.99), pct(0.999)
+	res.MaxMs = float64(all[len(all)-1]) / 1e6
+	return res, nil
+}
+
+func (g *globals) printBench(r BenchResult) error {
+	f, err := g.format()
+	if err != nil {
+		return err
+	}
+	if f == formatJSON {
+		return g.emit(r, nil, nil)
+	}
+	fmt.Fprintf(g.stdout, "%s: %d ops in %.2fs, -c %d, %d-byte values, %d keys (%s)\n",
+		r.Op, r.Ops, r.Seconds, r.Concurrency, r.ValueSize, r.Keys, r.Dist)
+	fmt.Fprintf(g.stdout, "  %.0f ops/s  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
+		r.OpsPerSec, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs)
+	fmt.Fprintf(g.stdout, "  errors %d  misses %d\n", r.Errors, r.Misses)
+	if r.FirstError != "" {
+		fmt.Fprintf(g.stdout, "  first error: %s\n", r.FirstError)
+	}
+	return nil
+}

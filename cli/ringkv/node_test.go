@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringkv/ringkv/daemon/client"
+)
+
+func TestInitCreatesDataDirOnce(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	r := run(t, "", "init", "--data-dir", dir, "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("init: exit %d: %s", r.code, r.stderr)
+	}
+	var out struct {
+		PeerID string `json:"peer_id"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || !strings.HasPrefix(out.PeerID, "12D3Koo") {
+		t.Fatalf("init output %q: want a JSON peer_id of an Ed25519 key (%v)", r.stdout, err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "identity.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("identity.key: %v, mode %v; want mode 0600", err, st.Mode())
+	}
+	cfg, err := os.ReadFile(filepath.Join(dir, "config.toml"))
+	if err != nil || !strings.Contains(string(cfg), "write_quorum = 2") || !strings.Contains(string(cfg), "# ") {
+		t.Fatalf("config.toml should hold every default with comments: %v\n%s", err, cfg)
+	}
+	again := run(t, "", "init", "--data-dir", dir)
+	if again.code != 1 || !strings.Contains(again.stderr, "already has an identity") {
+		t.Fatalf("second init: exit %d %q; want exit 1 refusing to overwrite", again.code, again.stderr)
+	}
+	key2, _ := os.ReadFile(filepath.Join(dir, "identity.key"))
+	id := run(t, "", "id", "--data-dir", dir, "-o", "json")
+	if !strings.Contains(id.stdout, out.PeerID) || len(key2) == 0 {
+		t.Fatalf("identity changed or unreadable after refused init: %q", id.stdout)
+	}
+}
+
+func TestPutGetDeleteThroughCLI(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "n1"), "--replicas", "1", "--write-quorum", "1", "--read-quorum", "1")
+	if r := n.cli("", "put", "greeting", "hello world"); r.code != 0 || strings.TrimSpace(r.stdout) != "OK" {
+		t.Fatalf("put: exit %d out %q err %q", r.code, r.stdout, r.stderr)
+	}
+	if r := n.cli("", "get", "greeting"); r.code != 0 || r.stdout != "hello world" {
+		t.Fatalf("get: exit %d out %q err %q; want the raw value", r.code, r.stdout, r.stderr)
+	}
+	if r := n.cli("from stdin\n", "put", "k2", "-"); r.code != 0 {
+		t.Fatalf("put from stdin: %d %s", r.code, r.stderr)
+	}
+	if r := n.cli("", "get", "k2"); r.stdout != "from stdin\n" {
+		t.Fatalf("get k2 = %q", r.stdout)
+	}
+	file := filepath.Join(t.TempDir(), "v.bin")
+	os.WriteFile(file, []byte{0, 1, 2, 255}, 0o644)
+	if r := n.cli("", "put", "bin/key with spaces", "--file", file); r.code != 0 {
+		t.Fatalf("put --file: %d %s", r.code, r.stderr)
+	}
+	if r := n.cli("", "get", "bin/key with spaces"); r.stdout != string([]byte{0, 1, 2, 255}) {
+		t.Fatalf("binary value round trip: %q", r.stdout)
+	}
+	r := n.cli("", "get", "greeting", "-o", "json")
+	var gr client.GetResponse
+	if err := json.Unmarshal([]byte(r.stdout), &gr); err != nil || len(gr.Siblings) != 1 || gr.Siblings[0].Value != "hello world" || gr.Context == "" {
+		t.Fatalf("get -o json: %q (%v); want one sibling and a context", r.stdout, err)
+	}
+	if r := n.cli("", "delete", "greeting"); r.code != 0 {
+		t.Fatalf("delete: %d %s", r.code, r.stderr)
+	}
+	if r := n.cli("", "get", "greeting"); r.code != 4 || !strings.Contains(r.stderr, "not found") || strings.Count(r.stderr, "\n") != 1 {
+		t.Fatalf("get deleted key: exit %d %q; want exit 4 and one line", r.code, r.stderr)
+	}
+	for _, k := range []string{".", "..", "a/b", "%2F", "ü"} {
+		if r := n.cli("", "put", k, "v-"+k); r.code != 0 {
+			t.Fatalf("put %q: %d %s", k, r.code, r.stderr)
+		}
+		if r := n.cli("", "get", k); r.stdout != "v-"+k {
+			t.Fatalf("get %q = %q %q", k, r.stdout, r.stderr)
+		}
+	}
+	for _, cmd := range [][]string{{"status"}, {"peers"}, {"id"}, {"members"}, {"ring"}, {"version"}, {"locate", "k2"}} {
+		r := n.cli("", append(cmd, "-o", "json")...)
+		if r.code != 0 || !json.Valid([]byte(r.stdout)) {
+			t.Fatalf("%v -o json: exit %d, output %q, stderr %q", cmd, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestBadInputChangesNothing sends every bad request the API must refuse
+// and checks the status, the one-line JSON error, and that nothing was
+// written.
+func TestBadInputChangesNothing(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "n1"), "--replicas", "1", "--write-quorum", "1", "--read-quorum", "1",
+		"--max-value-size", "1048576")
+	base := "http://" + n.api
+	long := strings.Repeat("k", 1025)
+	cases := []struct {
+		name, method, path string
+		body               io.Reader
+		status             int
+	}{
+		{"empty key", "PUT", "/v1/kv/", strings.NewReader("v"), 400},
+		{"key over 1 KiB", "PUT", "/v1/kv/" + long, strings.NewReader("v"), 400},
+		{"value over 1 MiB", "PUT", "/v1/kv/big", strings.NewReader(strings.Repeat("x", 1<<20+1)), 413},
+		{"wrong method", "POST", "/v1/kv/k", strings.NewReader("v"), 405},
+		{"wrong method on status", "DELETE", "/v1/status", nil, 405},
+		{"bad quorum", "PUT", "/v1/kv/q?w=9", strings.NewReader("v"), 400},
+		{"bad consistency", "PUT", "/v1/kv/q?consistency=most", strings.NewReader("v"), 400},
+		{"bad ttl", "PUT", "/v1/kv/q?ttl=soon", strings.NewReader("v"), 400},
+		{"unknown endpoint", "GET", "/v2/kv/k", nil, 404},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, base+c.path, c.body)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var eb client.ErrorBody
+		if resp.StatusCode != c.status || json.Unmarshal(b, &eb) != nil || eb.Error == "" || strings.Contains(eb.Error, "\n") {
+			t.Errorf("%s: status %d body %q; want %d and a one-line JSON error", c.name, resp.StatusCode, b, c.status)
+		}
+	}
+	req, _ := http.NewRequest("PUT", base+"/v1/kv/ctx", strings.NewReader("v"))
+	req.Header.Set(client.HeaderContext, "not-a-context")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Errorf("malformed causal context: %v %v; want 400", resp.Status, err)
+	}
+	st := n.status()
+	if st.Keys != 0 {
+		t.Fatalf("rejected requests wrote %d keys", st.Keys)
+	}
+	for _, k := range []string{"big", "q", "k", "ctx"} {
+		if _, err := n.client().Get(context.Background(), []byte(k), client.ReadOptions{}); !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("key %q after a rejected request: %v; want not found", k, err)
+		}
+	}
+}
+
+func TestCLIUsageAndConfigErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	if r := run(t, "", "init", "--data-dir", dir); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	oneLine := func(r result) bool {
+		return strings.Count(r.stderr, "\n") == 1 && strings.HasPrefix(r.stderr, "ringkv: ")
+	}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown flag", []string{"put", "k", "v", "--bogus"}, 2, "--bogus"},
+		{"unknown command", []string{"frobnicate"}, 2, "frobnicate"},
+		{"missing value", []string{"put", "k"}, 2, "VALUE"},
+		{"bad output format", []string{"status", "-o", "yaml"}, 2, "yaml"},
+		{"bad quorum value", []string{"daemon", "--data-dir", dir, "--write-quorum", "7"}, 2, "write_quorum"},
+		{"bad listen addr", []string{"daemon", "--data-dir", dir, "--listen", "nonsense"}, 2, "listen"},
+		{"bad bootstrap addr", []string{"daemon", "--data-dir", dir, "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, 2, "/p2p/"},
+		{"bad flag type", []string{"daemon", "--data-dir", dir, "--sync=maybe"}, 2, "sync"},
+		{"bootstrap add bad", []string{"bootstrap", "add", "garbage", "--data-dir", dir}, 2, "garbage"},
+	}
+	for _, c := range cases {
+		r := run(t, "", c.args...)
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) || !oneLine(r) {
+			t.Errorf("%s: exit %d stderr %q; want exit %d naming %q on one line", c.name, r.code, r.stderr, c.code, c.want)
+		}
+	}
+	env := runEnv(t, []string{"RINGKV_WRITE_QUORUM=seven"}, "daemon", "--data-dir", dir)
+	if env.code != 2 || !strings.Contains(env.stderr, "write_quorum") {
+		t.Errorf("bad env value: exit %d %q", env.code, env.stderr)
+	}
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte("replicas = 3\nwrite_quorum = = 2\n"), 0o644)
+	if r := run(t, "", "daemon", "--data-dir", dir); r.code != 2 || !strings.Contains(r.stderr, "line 2") {
+		t.Errorf("corrupt config.toml: exit %d %q; want exit 2 naming line 2", r.code, r.stderr)
+	}
+	os.WriteFile(filepath.Join(dir, "config.toml"), []byte("replica_count = 3\n"), 0o644)
+	if r := run(t, "", "daemon", "--data-dir", dir); r.code != 2 || !strings.Contains(r.stderr, "replica_count") {
+		t.Errorf("unknown config key: exit %d %q", r.code, r.stderr)
+	}
+	if os.Geteuid() != 0 {
+		locked := filepath.Join(t.TempDir(), "locked")
+		os.Mkdir(locked, 0o000)
+		if r := run(t, "", "daemon", "--data-dir", filepath.Join(locked, "d")); r.code != 1 || !strings.Contains(r.stderr, locked) {
+			t.Errorf("unreadable data dir: exit %d %q; want exit 1 naming the dir", r.code, r.stderr)
+		}
+	}
+	unreach := run(t, "", "--api", "127.0.0.1:1", "get", "k")
+	if unreach.code != 3 || !oneLine(unreach) {
+		t.Errorf("daemon unreachable: exit %d %q; want exit 3", unreach.code, unreach.stderr)
+	}
+	noDaemon := run(t, "", "--data-dir", filepath.Join(t.TempDir(), "none"), "status")
+	if noDaemon.code != 3 || !strings.Contains(noDaemon.stderr, "ringkv daemon") {
+		t.Errorf("no api file: exit %d %q", noDaemon.code, noDaemon.stderr)
+	}
+}
+
+// runEnv runs the CLI with extra environment variables.
+func runEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	return runWith(t, env, "", args...)
+}
+
+func TestSecondDaemonOnSameDataDirFails(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	n := startNode(t, dir)
+	r := run(t, "", "daemon", "--data-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+	if r.code != 1 || !strings.Contains(r.stderr, dir) || !strings.Contains(r.stderr, n.api) || !strings.Contains(r.stderr, "pid") {
+		t.Fatalf("second daemon: exit %d %q; want exit 1 naming the dir, the running daemon's pid and api", r.code, r.stderr)
+	}
+	if ok, _, err := n.client().Ready(context.Background()); !ok || err != nil {
+		t.Fatalf("the first daemon must keep running: %v", err)
+	}
+}
+
+// TestKill9KeepsAcknowledgedWrites acknowledges 1,000 puts, kills the
+// daemon with SIGKILL and restarts it: every write must be there.
+func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	n := startNode(t, dir, "--replicas", "1", "--write-quorum", "1", "--read-quorum", "1")
+	cl := n.client()
+	ctx := context.Background()
+	for i := 0; i < 1000; i++ {
+		if _, err := cl.Put(ctx, []byte(fmt.Sprintf("key-%d", i)), []byte(fmt.Sprintf("value-%d", i)), client.WriteOptions{}); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	n.kill()
+	n.start()
+	cl = n.client()
+	for i := 0; i < 1000; i++ {
+		v, err := cl.GetValue(ctx, []byte(fmt.Sprintf("key-%d", i)), client.ReadOptions{})
+		if err != nil || string(v) != fmt.Sprintf("value-%d", i) {
+			t.Fatalf("after kill -9, key-%d = %q, %v", i, v, err)
+		}
+	}
+}
+
+func TestTwoDaemonsConnectThroughBootstrap(t *testing.T) {
+	a := startNode(t, filepath.Join(t.TempDir(), "a"))
+	b := startNode(t, filepath.Join(t.TempDir(), "b"), "--bootstrap", a.bootstrapAddr())
+	aid, bid := a.status().PeerID, b.status().PeerID
+	waitFor(t, 20*time.Second, "each daemon lists the other in peers", func() bool {
+		return strings.Contains(a.cli("", "peers").stdout, bid) && strings.Contains(b.cli("", "peers").stdout, aid)
+	})
+}

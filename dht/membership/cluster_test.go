@@ -1,0 +1,190 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ringkv/ringkv/dht"
+)
+
+// convergeBound is a generous bound for DefaultLocalConfig clusters on a
+// loaded 2-core machine under -race.
+const convergeBound = 20 * time.Second
+
+func TestJoinConverges(t *testing.T) {
+	c := newCluster(t, 16, DefaultLocalConfig())
+	c.joinAll()
+	c.allSee(convergeBound, c.ids, c.ids, isNormal)
+	for _, id := range c.ids {
+		if n := c.node(id).NumLive(); n != 16 {
+			t.Fatalf("%s: NumLive = %d, want 16", short(id), n)
+		}
+	}
+	if got := c.log.deaths(c.ids); len(got) != 0 {
+		t.Fatalf("%d dead events during a healthy join", len(got))
+	}
+}
+
+func TestKillDetected(t *testing.T) {
+	c := newCluster(t, 16, DefaultLocalConfig())
+	c.joinAll()
+	c.allSee(convergeBound, c.ids, c.ids, isNormal)
+	killed := c.ids[13:]
+	survivors := c.ids[:13]
+	start := time.Now()
+	for _, id := range killed {
+		c.net.Kill(id)
+	}
+	// Bound: probe round trip + maximum suspicion timeout (6 × 4 ×
+	// log10(16) × 100ms ≈ 2.9s) + gossip, with ample slack for -race.
+	c.allSee(15*time.Second, survivors, killed, isDead)
+	t.Logf("3 of 16 killed: all survivors declared them dead after %v", time.Since(start))
+	c.allSee(convergeBound, survivors, survivors, isNormal)
+
+	// The dead stay dead: a few more push-pull and gossip periods.
+	holdFor(t, 2*c.cfg.PushPullInterval, func() string {
+		for _, o := range survivors {
+			for _, id := range killed {
+				if s := c.state(o, id); s != dht.StateDead {
+					return short(o) + " sees killed " + short(id) + " as " + s.String()
+				}
+			}
+		}
+		return ""
+	})
+	if got := c.log.deaths(survivors); len(got) != 0 {
+		t.Fatalf("a survivor was declared dead: %+v", got[0])
+	}
+}
+
+func TestNoFalseDeadUnderCPULoad(t *testing.T) {
+	cfg := DefaultLANConfig()
+	c := newCluster(t, 16, cfg)
+	c.joinAll()
+	c.allSee(convergeBound, c.ids, c.ids, isNormal)
+	spin(t)
+	// About ten probe periods with every core busy.
+	holdFor(t, 10*cfg.ProbeInterval, func() string {
+		if got := c.log.deaths(c.ids); len(got) != 0 {
+			return "live node " + short(got[0].ev.Member.ID) + " declared dead by " + short(got[0].observer)
+		}
+		return ""
+	})
+	t.Logf("suspect events under load: %d", countState(c, dht.StateSuspect))
+}
+
+func countState(c *cluster, s dht.State) int {
+	n := 0
+	for _, id := range c.ids {
+		n += len(c.log.find(id, s))
+	}
+	return n
+}
+
+func TestPartitionHeal(t *testing.T) {
+	c := newCluster(t, 12, DefaultLocalConfig())
+	c.joinAll()
+	c.allSee(convergeBound, c.ids, c.ids, isNormal)
+	a, b := c.ids[:6], c.ids[6:]
+	c.net.Partition(a, b)
+	c.allSee(convergeBound, a, b, isDead)
+	c.allSee(convergeBound, b, a, isDead)
+	c.allSee(convergeBound, a, a, isNormal)
+	incs := make(map[string]uint64)
+	for _, id := range c.ids {
+		incs[string(id)] = c.node(id).Local().Incarnation
+	}
+	c.net.Heal()
+	c.allSee(30*time.Second, c.ids, c.ids, isNormal)
+	for _, id := range c.ids {
+		if got := c.node(id).Local().Incarnation; got <= incs[string(id)] {
+			t.Fatalf("%s healed without refuting: incarnation %d, was %d", short(id), got, incs[string(id)])
+		}
+	}
+}
+
+func TestRestartSameID(t *testing.T) {
+	c := newCluster(t, 8, DefaultLocalConfig())
+	c.joinAll()
+	c.allSee(convergeBound, c.ids, c.ids, isNormal)
+	victim := c.ids[5]
+	others := without(c.ids, victim)
+	old := c.node(victim)
+	c.net.Kill(victim)
+	_ = old.Close()
+	c.allSee(convergeBound, others, []peer.ID{victim}, isDead)
+	dm, _ := c.node(others[0]).Member(victim)
+	deadInc := dm.Incarnation
+
+	c.net.Revive(victim)
+	fresh := c.start(victim)
+	if fresh.Local().Incarnation != 0 {
+		t.Fatalf("fresh node starts at incarnation %d", fresh.Local().Incarnation)
+	}
+	if _, err := fresh.Join(context.Background(), c.ids[:1]); err != nil {
+		t.Fatal(err)
+	}
+	c.allSee(convergeBound, others, []peer.ID{victim}, isNormal)
+	c.allSee(convergeBound, []peer.ID{victim}, c.ids, isNormal)
+	if got := fresh.Local().Incarnation; got <= deadInc {
+		t.Fatalf("restarted node at incarnation %d, others remembered it dead at %d", got, deadInc)
+	}
+}
+
+func TestLeave(t *testing.T) {
+	c := newCluster(t, 8, DefaultLocalConfig())
+	c.joinAll()
+	c.allSee(convergeBound, c.ids, c.ids, isNormal)
+	leaver := c.ids[3]
+	others := without(c.ids, leaver)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.node(leaver).Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.node(leaver).SetState(dht.StateNormal); !errors.Is(err, ErrLeft) {
+		t.Fatalf("SetState after Leave: %v, want ErrLeft", err)
+	}
+	_ = c.node(leaver).Close()
+	c.net.Kill(leaver)
+	c.allSee(convergeBound, others, []peer.ID{leaver}, func(s dht.State) bool { return s == dht.StateLeft })
+	// Left must not turn into Dead: watch for a maximum suspicion timeout.
+	holdFor(t, 3*time.Second, func() string {
+		for _, o := range others {
+			if s := c.state(o, leaver); s != dht.StateLeft {
+				return short(o) + " sees leaver as " + s.String()
+			}
+		}
+		return ""
+	})
+	if got := c.log.find(leaver, dht.StateDead); len(got) != 0 {
+		t.Fatalf("leaver declared dead by %s", short(got[0].observer))
+	}
+}
+
+func TestSetStateAndStorageGossip(t *testing.T) {
+	c := newCluster(t, 6, DefaultLocalConfig())
+	c.joinAll()
+	c.allSee(convergeBound, c.ids, c.ids, isNormal)
+	n := c.node(c.ids[2])
+	if err := n.SetState(dht.StateLeaving); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetState(dht.StateDead); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("SetState(Dead) = %v, want ErrInvalidState", err)
+	}
+	n.SetStorage(12345)
+	waitFor(t, convergeBound, func() (bool, string) {
+		for _, o := range c.ids {
+			m, ok := c.node(o).Member(c.ids[2])
+			if !ok || m.State != dht.StateLeaving || m.StorageUsed != 12345 {
+				return false, short(o) + " has not seen the change: " + m.State.String()
+			}
+		}
+		return true, ""
+	})
+}

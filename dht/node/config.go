@@ -1,0 +1,119 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ringkv/ringkv/dht/antientropy"
+	"github.com/ringkv/ringkv/dht/membership"
+	"github.com/ringkv/ringkv/dht/replica"
+	"github.com/ringkv/ringkv/dht/ring"
+	"github.com/ringkv/ringkv/dht/routing"
+)
+
+// Config assembles the node's parts. DefaultConfig fills every field.
+type Config struct {
+	// Zone is this node's failure domain; Capacity weights its ring share.
+	Zone     string
+	Capacity float64
+	// VNodes is the tokens per unit of capacity. Every node of a cluster
+	// must use the same value (members with other token counts are
+	// refused). Default ring.DefaultVNodes.
+	VNodes int
+	// Replicas, WriteQuorum and ReadQuorum are N, W and R; LWW selects
+	// last-writer-wins conflict resolution.
+	Replicas    int
+	WriteQuorum int
+	ReadQuorum  int
+	LWW         bool
+	// Join says the node will join an existing cluster through seeds. A
+	// node that never completed a join then starts Joining (see New).
+	Join bool
+	// Membership, Routing and Replica tune the parts; the fields above
+	// override the matching fields in them.
+	Membership membership.Config
+	Routing    routing.Config
+	Replica    replica.Config
+	// Maintenance tunes anti-entropy, transfers and tombstone collection.
+	Maintenance MaintenanceConfig
+	// StorageReportInterval is how often the node gossips its storage use.
+	// Default 10s.
+	StorageReportInterval time.Duration
+	Logger                *slog.Logger
+	Registerer            prometheus.Registerer
+}
+
+// DefaultConfig returns a single standard node's defaults with LAN timings.
+func DefaultConfig() Config {
+	return Config{
+		Capacity:              1,
+		VNodes:                ring.DefaultVNodes,
+		Replicas:              3,
+		WriteQuorum:           2,
+		ReadQuorum:            2,
+		Membership:            membership.DefaultLANConfig(),
+		Routing:               routing.DefaultConfig(),
+		Replica:               replica.DefaultConfig(),
+		Maintenance:           DefaultMaintenanceConfig(),
+		StorageReportInterval: 10 * time.Second,
+	}
+}
+
+// LocalConfig returns DefaultConfig with timings for clusters on one
+// machine: fast failure detection (membership.DefaultLocalConfig), fast
+// handoff, and anti-entropy every 10s.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.Membership = membership.DefaultLocalConfig()
+	c.Replica.HintInterval = 500 * time.Millisecond
+	c.Maintenance = antientropy.LocalConfig()
+	// Every round scans what the node holds: on one machine running several
+	// nodes, a round every few seconds would take the CPU the nodes serve
+	// with. Repair runs one on demand.
+	c.Maintenance.Interval = 10 * time.Second
+	c.StorageReportInterval = time.Second
+	return c
+}
+
+// ErrConfig marks an invalid node configuration.
+var ErrConfig = errors.New("node: invalid config")
+
+// resolve applies the top-level fields to the parts and validates.
+func (c Config) resolve() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Capacity <= 0 || c.Capacity > 64 {
+		return c, fmt.Errorf("%w: capacity %v out of (0, 64]", ErrConfig, c.Capacity)
+	}
+	if c.VNodes <= 0 {
+		c.VNodes = ring.DefaultVNodes
+	}
+	vn := c.VNodes
+	c.Membership.Tokens = func(id peerID, capacity float64) (int, uint64) {
+		return tokenDigest(id, capacity, vn)
+	}
+	c.Membership.Logger = c.Logger.With("component", "membership")
+	c.Membership.Registerer = c.Registerer
+	c.Routing.VNodes = c.VNodes
+	c.Routing.Replicas = c.Replicas
+	c.Routing.Logger = c.Logger.With("component", "routing")
+	c.Routing.Registerer = c.Registerer
+	c.Replica.Replicas, c.Replica.WriteQuorum, c.Replica.ReadQuorum, c.Replica.LWW = c.Replicas, c.WriteQuorum, c.ReadQuorum, c.LWW
+	c.Replica.Logger = c.Logger.With("component", "replica")
+	c.Replica.Registerer = c.Registerer
+	if err := c.Membership.Validate(); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if err := c.Routing.Validate(); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if err := c.Replica.Validate(); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return c, c.Maintenance.Validate()
+}

@@ -1,0 +1,93 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes replication. Every field has a default in DefaultConfig.
+type Config struct {
+	// Replicas is N, the copies of each key. Default 3.
+	Replicas int
+	// WriteQuorum is W, the durable replica writes a put waits for by
+	// default. Default 2.
+	WriteQuorum int
+	// ReadQuorum is R, the replica answers a get waits for by default.
+	// Default 2. W + R > N makes every read see the latest acknowledged
+	// write while at most N - max(W, R) replicas are down.
+	ReadQuorum int
+	// LWW keeps only the latest sibling by timestamp (last writer wins)
+	// instead of every concurrent version. Default false: concurrent
+	// writes are never silently dropped.
+	LWW bool
+	// MaxSiblings refuses a write that would leave a key with more
+	// siblings than this; the client must read and write with the context
+	// to resolve them. Default 100.
+	MaxSiblings int
+	// RequestTimeout bounds one operation and each replica exchange in it
+	// when the caller's context has no deadline. Default 5s.
+	RequestTimeout time.Duration
+	// RepairWait is how long a read keeps waiting, after answering, for the
+	// replicas that had not answered, to repair them. Default 2s.
+	RepairWait time.Duration
+	// HintInterval is the period of hinted handoff: records held for a
+	// replica that was down are sent to it once it is alive. Default 2s.
+	HintInterval time.Duration
+	// HintBatch bounds the hints delivered per target and round. Default 512.
+	HintBatch int
+	// MaxKeySize and MaxValueSize bound keys and values accepted from
+	// peers, in bytes. Defaults 64 KiB and 16 MiB, above any client limit.
+	MaxKeySize   int
+	MaxValueSize int
+	// Logger receives the engine's logs; remote-caused failures log at debug.
+	Logger *slog.Logger
+	// Registerer receives the engine's metrics; nil means none.
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Replicas:       3,
+		WriteQuorum:    2,
+		ReadQuorum:     2,
+		MaxSiblings:    100,
+		RequestTimeout: 5 * time.Second,
+		RepairWait:     2 * time.Second,
+		HintInterval:   2 * time.Second,
+		HintBatch:      512,
+		MaxKeySize:     64 << 10,
+		MaxValueSize:   16 << 20,
+	}
+}
+
+// ErrConfig marks an invalid Config.
+var ErrConfig = errors.New("replica: invalid config")
+
+// Validate checks each field and their relations.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.Replicas < 1 || c.Replicas > 16:
+		return bad("replicas %d out of range 1..16", c.Replicas)
+	case c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas:
+		return bad("write quorum %d out of range 1..%d", c.WriteQuorum, c.Replicas)
+	case c.ReadQuorum < 1 || c.ReadQuorum > c.Replicas:
+		return bad("read quorum %d out of range 1..%d", c.ReadQuorum, c.Replicas)
+	case c.MaxSiblings < 1:
+		return bad("max siblings must be positive")
+	case c.RequestTimeout <= 0 || c.RepairWait < 0 || c.HintInterval <= 0:
+		return bad("timeouts and intervals must be positive")
+	case c.HintBatch < 1:
+		return bad("hint batch must be positive")
+	case c.MaxKeySize < 1 || c.MaxValueSize < 1:
+		return bad("size limits must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned to callers of Engine. Test with errors.Is / errors.As.
+var (
+	// ErrUnavailable: no replica of the key could be reached.
+	ErrUnavailable = errors.New("replica: no replica of the key is reachable")
+	// ErrTooManySiblings: the write would exceed Config.MaxSiblings.
+	ErrTooManySiblings = errors.New("replica: too many siblings")
+	// ErrBadRequest: a peer sent a request that breaks the protocol.
+	ErrBadRequest = errors.New("replica: bad request")
+)
+
+// QuorumError reports a write or read that fewer replicas answered than
+// it required. The write may still have reached some replicas: its outcome
+// is unknown, not failed.
+type QuorumError struct {
+	Op       string // "write" or "read"
+	Acks     int    // replicas that acknowledged or answered
+	Required int    // replicas the request asked for (W, R, plus pending)
+}
+
+func (e *QuorumError) Error() string {
+	verb := "acknowledged"
+	if e.Op == "read" {
+		verb = "answered"
+	}
+	return fmt.Sprintf("only %d replica(s) %s the %s, %d required (%s); the cluster may be partitioned or nodes are down: retry, or lower the quorum",
+		e.Acks, verb, e.Op, e.Required, quorumName(e.Op))
+}
+
+func quorumName(op string) string {
+	if op == "read" {
+		return "R"
+	}
+	return "W"
+}

@@ -1,0 +1,483 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/ringkv/ringkv/dht"
+	"github.com/ringkv/ringkv/dht/pb"
+	"github.com/ringkv/ringkv/dht/ring"
+	"github.com/ringkv/ringkv/dht/version"
+)
+
+// Write is a client write (a put, or a delete when Tombstone is set).
+type Write struct {
+	Key       []byte
+	Value     []byte
+	Tombstone bool
+	// Context is the causal context the client read; nil for a blind write,
+	// which becomes a sibling of every version the key has.
+	Context []dht.Dot
+	// W is the acknowledgements to wait for; 0 uses Config.WriteQuorum.
+	W int
+	// TTL expires the key this long after the write; 0 never.
+	TTL time.Duration
+	// WriteID identifies the write across retries; Write picks a random
+	// one when it is 0.
+	WriteID uint64
+}
+
+// WriteResult reports an acknowledged write.
+type WriteResult struct {
+	Context     []dht.Dot // causal context of the new version
+	Acks        int       // durable replica writes before the answer
+	Hinted      int       // of those, fallbacks holding a hint
+	Coordinator peer.ID
+}
+
+// target is one node a write or read goes to.
+type target struct {
+	id      peer.ID
+	hintFor peer.ID // set when id stands in for hintFor, a replica that is down
+	pending bool    // id becomes a replica once a join or leave completes
+}
+
+// Write stores a client write. A natural replica of the key coordinates
+// it: this node if it is one, else the first reachable replica, which
+// makes the new version and replicates it. When no replica is reachable
+// this node coordinates as a fallback (sloppy quorum).
+func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
+	ctx, cancel := e.bound(ctx)
+	defer cancel()
+	for w.WriteID == 0 {
+		w.WriteID = rand.Uint64()
+	}
+	pos := ring.KeyPos(w.Key)
+	nat := e.view.Natural(pos)
+	if contains(nat, e.self) {
+		return e.coordinate(ctx, pos, w)
+	}
+	queue := append([]peer.ID(nil), nat...)
+	tried := map[peer.ID]bool{}
+	for len(queue) > 0 {
+		id := queue[0]
+		queue = queue[1:]
+		if tried[id] || !e.view.Alive(id) {
+			continue
+		}
+		tried[id] = true
+		res, redirect, err := e.callCoordinate(ctx, id, w)
+		switch {
+		case err == nil && redirect == nil:
+			return res, nil
+		case err == nil && contains(redirect, e.self):
+			return e.coordinate(ctx, pos, w)
+		case err == nil:
+			queue = append(queue, redirect...)
+		case errors.Is(err, dht.ErrUnreachable):
+		default:
+			return res, err
+		}
+	}
+	if ctx.Err() != nil {
+		return WriteResult{}, fmt.Errorf("replica: write: %w", ctx.Err())
+	}
+	return e.coordinate(ctx, pos, w)
+}
+
+// bound applies RequestTimeout when ctx has no deadline.
+func (e *Engine) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, e.cfg.RequestTimeout)
+}
+
+func (e *Engine) callCoordinate(ctx context.Context, id peer.ID, w Write) (WriteResult, []peer.ID, error) {
+	req := &pb.KVRequest{Op: &pb.KVRequest_Coordinate{Coordinate: &pb.CoordinateRequest{
+		Key: w.Key, Value: w.Value, Tombstone: w.Tombstone, Context: dotsToPB(w.Context),
+		W: uint32(max(w.W, 0)), TtlMs: uint64(max(w.TTL.Milliseconds(), 0)), WriteId: w.WriteID,
+	}}}
+	var resp pb.KVResponse
+	if err := e.tr.Call(ctx, id, Protocol, req, &resp); err != nil {
+		var re *dht.RemoteError
+		if errors.As(err, &re) && strings.Contains(re.Message, ErrTooManySiblings.Error()) {
+			return WriteResult{}, nil, fmt.Errorf("%w: %s", ErrTooManySiblings, re.Message)
+		}
+		return WriteResult{}, nil, err
+	}
+	cr := resp.GetCoordinate()
+	if cr == nil {
+		return WriteResult{}, nil, fmt.Errorf("%w: coordinator %s answered without a result", dht.ErrUnreachable, id)
+	}
+	if cr.NotReplica {
+		return WriteResult{}, peerIDs(cr.Replicas), nil
+	}
+	res := WriteResult{Context: dotsFromPB(cr.Context), Acks: int(cr.Acks), Hinted: int(cr.Hinted), Coordinator: id}
+	if cr.QuorumFailed {
+		return res, nil, &QuorumError{Op: "write", Acks: int(cr.Acks), Required: int(cr.Required)}
+	}
+	return res, nil, nil
+}
+
+func (e *Engine) handleCoordinate(ctx context.Context, r *pb.CoordinateRequest) (*pb.KVResponse, error) {
+	if err := e.checkKey(r.Key); err != nil {
+		return nil, err
+	}
+	if len(r.Value) > e.cfg.MaxValueSize || len(r.Context) > version.MaxContextEntries || r.W > 64 {
+		e.m.refused.WithLabelValues("coordinate").Inc()
+		return nil, fmt.Errorf("%w: oversized coordinate request", ErrBadRequest)
+	}
+	pos := ring.KeyPos(r.Key)
+	nat := e.view.Natural(pos)
+	if !contains(nat, e.self) && e.anyAlive(nat) {
+		ids := make([][]byte, len(nat))
+		for i, id := range nat {
+			ids[i] = []byte(id)
+		}
+		return &pb.KVResponse{Result: &pb.KVResponse_Coordinate{Coordinate: &pb.CoordinateResponse{NotReplica: true, Replicas: ids}}}, nil
+	}
+	w := Write{Key: r.Key, Value: r.Value, Tombstone: r.Tombstone, Context: dotsFromPB(r.Context),
+		W: int(r.W), WriteID: r.WriteId, TTL: time.Duration(min(r.TtlMs, uint64(100*365*24*time.Hour/time.Millisecond))) * time.Millisecond}
+	res, err := e.coordinate(ctx, pos, w)
+	out := &pb.CoordinateResponse{Context: dotsToPB(res.Context), Acks: uint32(res.Acks), Hinted: uint32(res.Hinted)}
+	var qe *QuorumError
+	switch {
+	case errors.As(err, &qe):
+		out.QuorumFailed, out.Required = true, uint32(qe.Required)
+	case err != nil:
+		return nil, err
+	}
+	return &pb.KVResponse{Result: &pb.KVResponse_Coordinate{Coordinate: out}}, nil
+}
+
+func (e *Engine) anyAlive(ids []peer.ID) bool {
+	for _, id := range ids {
+		if id != e.self && e.view.Alive(id) {
+			return true
+		}
+	}
+	return false
+}
+
+// coordinate makes the new version at this node and replicates it until
+// W acknowledgements (plus one per pending replica) are in.
+func (e *Engine) coordinate(ctx context.Context, pos uint64, w Write) (WriteResult, error) {
+	targets, required := e.writeTargets(pos, w.W)
+	self, isTarget := target{id: e.self}, false
+	for _, t := range targets {
+		if t.id == e.self {
+			self, isTarget = t, true
+		}
+	}
+	if !isTarget {
+		// Coordinating for a key this node does not hold, because no
+		// replica could be reached: keep the version as a hint for the
+		// owner, and do not count it, since it adds no replica.
+		if nat := e.view.Natural(pos); len(nat) > 0 {
+			self.hintFor = nat[0]
+		}
+	}
+	rec, err := e.makeVersion(ctx, pos, w, self.hintFor)
+	if err != nil {
+		e.m.writes.WithLabelValues("error").Inc()
+		return WriteResult{}, err
+	}
+	res := WriteResult{Context: rec.Context, Coordinator: e.self}
+	if isTarget {
+		res.Acks = 1
+		if self.hintFor != "" {
+			res.Hinted = 1
+		}
+	}
+	acks, hinted := e.replicate(ctx, pos, w.Key, rec, targets, required-res.Acks)
+	res.Acks += acks
+	res.Hinted += hinted
+	if res.Acks < required {
+		e.m.writes.WithLabelValues("quorum_failed").Inc()
+		return res, &QuorumError{Op: "write", Acks: res.Acks, Required: required}
+	}
+	e.m.writes.WithLabelValues("ok").Inc()
+	return res, nil
+}
+
+// makeVersion applies the write to this node's copy of the key under the
+// key's lock and stores it durably.
+func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, hintFor peer.ID) (dht.Record, error) {
+	mu := e.lock(pos)
+	mu.Lock()
+	defer mu.Unlock()
+	local, _, err := e.localRecord(ctx, pos, w.Key)
+	if err != nil {
+		return dht.Record{}, err
+	}
+	now := e.clock.Now()
+	local = e.seedCounter(local, w.Context, now)
+	rec := version.Update(local, w.Context, dht.Version{
+		Value: w.Value, Tombstone: w.Tombstone, Timestamp: now.UnixNano(), WriteID: w.WriteID,
+	}, e.actor)
+	if w.TTL > 0 {
+		rec.ExpiresAt = now.Add(w.TTL).UnixNano()
+	}
+	if e.cfg.LWW {
+		rec = version.ResolveLWW(rec)
+	}
+	keep := []uint64{e.actor}
+	for _, id := range e.view.Natural(pos) {
+		keep = append(keep, dht.ActorOf(id))
+	}
+	rec = version.Prune(rec, version.MaxActors, keep...)
+	if len(rec.Versions) > e.cfg.MaxSiblings {
+		return dht.Record{}, fmt.Errorf("%w: the key would have %d siblings (limit %d); read it and write with its context to resolve them",
+			ErrTooManySiblings, len(rec.Versions), e.cfg.MaxSiblings)
+	}
+	if hintFor == "" || hintFor == e.self {
+		return rec, e.st.Put(ctx, DataKey(pos, w.Key), rec)
+	}
+	sk := hintKey(pos, w.Key, hintFor)
+	_, err = e.st.Get(ctx, sk)
+	existed := err == nil
+	if err := e.st.Put(ctx, sk, rec); err != nil {
+		return dht.Record{}, err
+	}
+	if !existed {
+		e.addHint(pos, w.Key)
+	}
+	return rec, nil
+}
+
+// seedCounter makes a coordinator that has no counter for the key yet
+// start from the clock (in microseconds) rather than from 1. A key whose
+// record expired or whose tombstone was collected starts over, and a
+// counter restarted at 1 could reissue a dot that a lagging copy of the
+// old record still holds; merges take equal dots for the same write.
+func (e *Engine) seedCounter(local dht.Record, clientCtx []dht.Dot, now time.Time) dht.Record {
+	for _, ctx := range [][]dht.Dot{local.Context, clientCtx} {
+		for _, d := range ctx {
+			if d.Actor == e.actor && d.Counter > 0 {
+				return local
+			}
+		}
+	}
+	seeded := local
+	seeded.Context = append(slices.Clone(local.Context), dht.Dot{Actor: e.actor, Counter: uint64(max(now.UnixMicro(), 1))})
+	return seeded
+}
+
+// writeTargets lists where a write of pos goes, this node included if it
+// is one, and how many acknowledgements make it succeed: W plus one per
+// live pending replica (so that once a join or leave completes, W of the
+// new replicas hold every acknowledged write).
+func (e *Engine) writeTargets(pos uint64, w int) ([]target, int) {
+	if w <= 0 {
+		w = e.cfg.WriteQuorum
+	}
+	targets := e.readTargets(pos)
+	w = min(w, e.cfg.Replicas)
+	required := w
+	for _, p := range e.view.Pending(pos) {
+		if e.view.Alive(p) && !targetsHave(targets, p) {
+			targets = append(targets, target{id: p, pending: true})
+			required++
+		}
+	}
+	return targets, required
+}
+
+// readTargets lists the natural replicas of pos that are alive, and a
+// fallback for each one that is not.
+func (e *Engine) readTargets(pos uint64) []target {
+	nat := e.view.Natural(pos)
+	targets := make([]target, 0, len(nat))
+	var down []peer.ID
+	for _, id := range nat {
+		if id == e.self || e.view.Alive(id) {
+			targets = append(targets, target{id: id})
+		} else {
+			down = append(down, id)
+		}
+	}
+	if len(down) == 0 {
+		return targets
+	}
+	next := e.fallbacks(pos, nat, targets)
+	for _, owner := range down {
+		if fb, ok := next(); ok {
+			targets = append(targets, target{id: fb, hintFor: owner})
+		}
+	}
+	return targets
+}
+
+// fallbacks returns an iterator over nodes that may stand in for a down
+// replica of pos: this node first if it is not a replica, then live nodes
+// in ring order after the natural replicas, never one already used.
+func (e *Engine) fallbacks(pos uint64, nat []peer.ID, used []target) func() (peer.ID, bool) {
+	taken := map[peer.ID]bool{}
+	for _, id := range nat {
+		taken[id] = true
+	}
+	for _, t := range used {
+		taken[t.id] = true
+	}
+	var order []peer.ID
+	if !taken[e.self] {
+		order = append(order, e.self)
+	}
+	e.view.Walk(pos, func(id peer.ID) bool {
+		if !taken[id] && id != e.self && e.view.Alive(id) {
+			order = append(order, id)
+		}
+		return len(order) < 2*e.cfg.Replicas
+	})
+	return func() (peer.ID, bool) {
+		for len(order) > 0 {
+			id := order[0]
+			order = order[1:]
+			if !taken[id] {
+				taken[id] = true
+				return id, true
+			}
+		}
+		return "", false
+	}
+}
+
+func targetsHave(ts []target, id peer.ID) bool {
+	for _, t := range ts {
+		if t.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// writeResult is one replica's answer to a fanned-out write.
+type writeResult struct {
+	t   target
+	err error
+}
+
+// replicate sends rec to every target but this node, in parallel, and
+// returns once `need` of them acknowledged or every target answered. A
+// replica that fails is replaced by a fallback, never this node, holding a
+// hint for it. Writes still in flight when it returns finish in the
+// background.
+func (e *Engine) replicate(ctx context.Context, pos uint64, key []byte, rec dht.Record, targets []target, need int) (acks, hinted int) {
+	done := make(chan struct{})
+	defer close(done)
+	results := make(chan writeResult)
+	inflight := 0
+	send := func(t target) {
+		inflight++
+		e.goBackground(func(bg context.Context) {
+			cctx, cancel := context.WithTimeout(bg, e.cfg.RequestTimeout)
+			defer cancel()
+			err := e.callWrite(cctx, t, key, rec)
+			select {
+			case results <- writeResult{t, err}:
+			case <-done:
+				if err != nil {
+					e.log.Debug("replica write failed after the answer", "peer", t.id, "err", err)
+				}
+			}
+		})
+	}
+	var next func() (peer.ID, bool)
+	for _, t := range targets {
+		if t.id != e.self {
+			send(t)
+		}
+	}
+	for inflight > 0 && acks < need {
+		select {
+		case r := <-results:
+			inflight--
+			if r.err == nil {
+				acks++
+				if r.t.hintFor != "" {
+					hinted++
+					e.m.hinted.Inc()
+				}
+				continue
+			}
+			e.log.Debug("replica write failed", "peer", r.t.id, "err", r.err)
+			if r.t.pending {
+				continue
+			}
+			if next == nil {
+				next = e.fallbacks(pos, e.view.Natural(pos), append(targets, target{id: e.self}))
+			}
+			if fb, ok := next(); ok {
+				owner := r.t.id
+				if r.t.hintFor != "" {
+					owner = r.t.hintFor
+				}
+				send(target{id: fb, hintFor: owner})
+			}
+		case <-ctx.Done():
+			return acks, hinted
+		}
+	}
+	return acks, hinted
+}
+
+func (e *Engine) callWrite(ctx context.Context, t target, key []byte, rec dht.Record) error {
+	req := &pb.WriteRequest{Key: key, Record: dht.RecordToPB(rec)}
+	if t.hintFor != "" {
+		req.HintFor = []byte(t.hintFor)
+	}
+	var resp pb.KVResponse
+	return e.tr.Call(ctx, t.id, Protocol, &pb.KVRequest{Op: &pb.KVRequest_Write{Write: req}}, &resp)
+}
+
+func (e *Engine) handleWrite(ctx context.Context, r *pb.WriteRequest) (*pb.KVResponse, error) {
+	if err := e.checkKey(r.Key); err != nil {
+		return nil, err
+	}
+	if err := e.checkRecord(r.Record); err != nil {
+		return nil, err
+	}
+	var hintFor peer.ID
+	if len(r.HintFor) > 0 {
+		id, err := peer.IDFromBytes(r.HintFor)
+		if err != nil {
+			e.m.refused.WithLabelValues("hint_for").Inc()
+			return nil, fmt.Errorf("%w: bad hint target", ErrBadRequest)
+		}
+		hintFor = id
+	}
+	if _, err := e.apply(ctx, ring.KeyPos(r.Key), r.Key, dht.RecordFromPB(r.Record), hintFor); err != nil {
+		return nil, err
+	}
+	return &pb.KVResponse{Result: &pb.KVResponse_Write{Write: &pb.WriteResponse{}}}, nil
+}
+
+func dotsToPB(ds []dht.Dot) []*pb.Dot {
+	if len(ds) == 0 {
+		return nil
+	}
+	out := make([]*pb.Dot, len(ds))
+	for i, d := range ds {
+		out[i] = &pb.Dot{Actor: d.Actor, Counter: d.Counter}
+	}
+	return out
+}
+
+func dotsFromPB(ds []*pb.Dot) []dht.Dot {
+	if len(ds) == 0 {
+		return nil
+	}
+	out := make([]dht.Dot, len(ds))
+	for i, d := range ds {
+		out[i] = dht.Dot{Actor: d.GetActor(), Counter: d.GetCounter()}
+	}
+	return out
+}

@@ -1,0 +1,47 @@
+// Package sim simulates ringkv's routing and failure detection at sizes one
+// machine cannot run in real time: up to a million routers, or ten
+// thousand gossiping members. It runs the production code (dht/routing,
+// dht/membership) unchanged, over an in-memory network (dht/memnet without
+// message cloning: calls run the handler synchronously in the caller's
+// goroutine) and a simulated clock (Clock) that moves only when the
+// simulator advances it. No node has goroutines; a run is reproducible
+// from its Seed.
+//
+// # Routing (Run)
+//
+//  1. Converged start. Nodes get peer IDs (PeerID: SHA2-256 multihashes,
+//     cheap to derive) and capacity 1. One global sorted token array gives
+//     each router its successor lists, predecessors and fingers, which are
+//     fed in through Observe, as if the ring had stabilized forever; caches
+//     are switched off (size 0).
+//  2. Cold: Lookups lookups of random positions from random nodes, with
+//     successor lists and fingers only. Target: mean hops at most ½·log2 N.
+//  3. Warm (Config.Warm): WarmAskers random nodes get their cache filled
+//     with min(CacheSize, N-1) random live peers, as a daemon's gossip
+//     membership fills it, and Lookups lookups are issued from them.
+//     Target: close to 1 hop; it is 1 when the cache holds the cluster.
+//  4. Churn (Config.Churn, Periods): caches on. Each period kills Churn·N
+//     random nodes without a word, starts as many new ones that Join
+//     through random live nodes, advances the clock by Period, runs one
+//     Stabilize and one FixFingers round on every live node, then runs
+//     Lookups/Periods lookups. Target: at least 99% succeed at Churn 0.1.
+//
+// A lookup succeeds when an owner answered; it is correct when that owner
+// is the global ring's owner of the position at that moment. Hops are
+// routing.Result.Hops (sequential rounds, iterative).
+//
+// # Membership (RunMembership)
+//
+// Real membership.Memberlist instances with DefaultLANConfig timings run
+// in Manual mode: all join through one node (twice, so everyone learns
+// everyone), the cluster settles, Kill nodes die at once, and every live
+// node Steps every Tick until every survivor has declared every killed
+// node dead. It reports the simulated detection times, false deaths and
+// messages. Each member lists every member, so memory grows as N².
+//
+// # Figures
+//
+// Measured with `go test ./dht/sim -run TestScale -v -scale.nodes N ...`
+// (see scale_test.go) or `ringkv sim`, on 2 cores shared with other work;
+// see the report of the change that added this package for the table.
+package sim

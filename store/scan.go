@@ -1,0 +1,184 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/ringkv/ringkv/dht"
+)
+
+const (
+	// scanPrefetch is how many values a Scan iterator reads ahead.
+	scanPrefetch = 64
+	// ctxCheckEvery is how many keys a Scan or Count visits between checks
+	// of its context.
+	ctxCheckEvery = 256
+)
+
+// errStopScan carries a callback's error out of Badger's View untouched.
+type errStopScan struct{ err error }
+
+func (e *errStopScan) Error() string { return e.err.Error() }
+
+// Scan calls fn for each live record with start <= key < end, in bytewise
+// key order; a nil end means no upper bound, a nil start means from the
+// first key. The key and record are valid only during the call. An error
+// from fn stops the scan and is returned as is. The scan reads one snapshot:
+// writes that commit during it are not seen. fn may call the store's other
+// methods, but not Close.
+func (s *Badger) Scan(ctx context.Context, start, end []byte, fn func(key []byte, rec dht.Record) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if end != nil && bytes.Compare(start, end) >= 0 {
+		return nil
+	}
+	if !s.gate.enter() {
+		return errUseAfterClose
+	}
+	defer s.gate.exit()
+	lo, hi := scanBounds(start, end)
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchSize = scanPrefetch
+		opts.Prefix = iterPrefix(lo, hi, end == nil)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		now := s.clock.Now()
+		n := 0
+		for it.Seek(lo); it.Valid(); it.Next() {
+			item := it.Item()
+			if bytes.Compare(item.Key(), hi) >= 0 {
+				return nil
+			}
+			if n++; n%ctxCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			if err := s.visit(item, now, fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var stop *errStopScan
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &stop):
+		return stop.err
+	case errors.Is(err, dht.ErrCorruptRecord), errors.Is(err, ctx.Err()):
+		return err
+	}
+	return opError("scan", err)
+}
+
+// visit decodes one item and hands it to fn unless it has expired.
+func (s *Badger) visit(item *badger.Item, now time.Time, fn func([]byte, dht.Record) error) error {
+	key := userKey(item.Key())
+	var rec dht.Record
+	err := item.Value(func(v []byte) error {
+		var err error
+		rec, err = decodeRecord(key, v)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if rec.Expired(now) {
+		return nil
+	}
+	if err := fn(key, rec); err != nil {
+		return &errStopScan{err: err}
+	}
+	return nil
+}
+
+// Count returns the number of live records whose key starts with prefix. It
+// iterates keys only, except for records that expire within the current
+// second, whose exact expiry must be decoded.
+func (s *Badger) Count(ctx context.Context, prefix []byte) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if !s.gate.enter() {
+		return 0, errUseAfterClose
+	}
+	defer s.gate.exit()
+	bp := append([]byte{nsRecord}, prefix...)
+	var count int64
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = bp
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		now := s.clock.Now()
+		n := 0
+		for it.Rewind(); it.Valid(); it.Next() {
+			if n++; n%ctxCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			live, err := liveItem(it.Item(), now)
+			if err != nil {
+				return err
+			}
+			if live {
+				count++
+			}
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return count, nil
+	case errors.Is(err, dht.ErrCorruptRecord), errors.Is(err, ctx.Err()):
+		return 0, err
+	}
+	return 0, opError("count", err)
+}
+
+// liveItem reports whether item's record is live at now, reading its value
+// only when the Badger expiry cannot tell.
+func liveItem(item *badger.Item, now time.Time) (bool, error) {
+	switch classifyExpiry(item.ExpiresAt(), now) {
+	case expiryLive:
+		return true, nil
+	case expiryExpired:
+		return false, nil
+	}
+	var live bool
+	err := item.Value(func(v []byte) error {
+		rec, err := decodeRecord(userKey(item.Key()), v)
+		live = err == nil && !rec.Expired(now)
+		return err
+	})
+	return live, err
+}
+
+// iterPrefix is the prefix every Badger key in [lo, hi) shares: the record
+// namespace when unbounded, else the longest common prefix of lo and hi (any
+// key between two keys shares their common prefix). Badger uses an
+// iterator's prefix to skip tables that cannot hold it.
+func iterPrefix(lo, hi []byte, unbounded bool) []byte {
+	if unbounded {
+		return []byte{nsRecord}
+	}
+	return commonPrefix(lo, hi)
+}
+
+// commonPrefix returns the longest common prefix of a and b, as a new slice.
+func commonPrefix(a, b []byte) []byte {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return bytes.Clone(a[:n])
+}
