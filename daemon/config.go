@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ringkv/ringkv/bootstrap"
+	"github.com/ringkv/ringkv/dht/replica"
 )
 
 // EnvPrefix prefixes every environment variable the daemon reads:
@@ -179,8 +180,8 @@ func (c Config) Validate() error {
 	if c.Conflicts != "siblings" && c.Conflicts != "lww" {
 		return bad("conflicts", "%q is not siblings or lww", c.Conflicts)
 	}
-	if c.MaxKeySize < 1 || c.MaxKeySize > 64<<10 {
-		return bad("max_key_size", "%d is out of range; use 1 to 65536", c.MaxKeySize)
+	if c.MaxKeySize < 1 || c.MaxKeySize > replica.MaxKeyLimit {
+		return bad("max_key_size", "%d is out of range; use 1 to %d", c.MaxKeySize, replica.MaxKeyLimit)
 	}
 	if c.MaxValueSize < 1 || c.MaxValueSize > 16<<20 {
 		return bad("max_value_size", "%d is out of range; use 1 to 16777216", c.MaxValueSize)

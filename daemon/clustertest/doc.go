@@ -24,11 +24,23 @@
 //
 //	go test -tags clustertest ./daemon/clustertest -run TestFaults -duration 3m
 //
-// Flags: -duration, -seed (0 picks one; the seed is printed and replays
-// the same fault schedule), -nodes, -mode docker|process|auto,
-// -faults-every, -rate, -replicas/-write-quorum/-read-quorum, -out (where
-// the history, fault log and node logs are kept), -keep (leave the
-// cluster running). The last line is the summary:
+// Flags: -duration, -seed (0 picks one; the seed is printed with a replay
+// command that reruns the same fault schedule), -nodes, -mode
+// docker|process|auto, -faults-every, -faults (a subset of kinds),
+// -min-faults (run past -duration, by up to half of it, until that many
+// faults were injected), -rate, -replicas/-write-quorum/-read-quorum,
+// -timing, -converge-bound, -loopback (process mode without network
+// namespaces), -out (history.jsonl, faults.json, summary.txt and node
+// logs; default a new temp dir), -keep (leave the cluster running). The
+// summary line is printed last:
 //
 //	ops=… acked=… faults=… lost=0 phantom=0 converged_s=… availability=…
+//
+// Runs longer than a few minutes need -timeout (go test's default is 10m).
+// Containers, volumes and networks of an interrupted run carry the label
+// ringkv.clustertest; remove them with
+//
+//	docker rm -f $(docker ps -aq --filter label=ringkv.clustertest)
+//	docker volume rm $(docker volume ls -q --filter label=ringkv.clustertest)
+//	docker network rm $(docker network ls -q --filter label=ringkv.clustertest)
 package clustertest

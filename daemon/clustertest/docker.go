@@ -76,6 +76,11 @@ func StartDocker(ctx context.Context, cfg ClusterConfig) (_ Cluster, err error) 
 	}
 	d.canPart = os.Geteuid() == 0 && haveTools("nsenter", "iptables")
 	cfg.Logf("docker: network %s (%s.0/24), partitions by iptables in the containers' netns: %v", d.network, d.subnet, d.canPart)
+	for i := 0; i < cfg.Nodes; i++ {
+		if _, err := run(ctx, "docker", "volume", "create", "--label", "ringkv.clustertest="+d.id, d.name(i)); err != nil {
+			return nil, err
+		}
+	}
 	if err := d.runNode(ctx, 0); err != nil {
 		return nil, err
 	}

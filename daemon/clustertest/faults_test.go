@@ -31,7 +31,7 @@ var (
 	flagOut       = flag.String("out", "", "directory for the history, fault log and node logs (default a new temp dir)")
 	flagKeep      = flag.Bool("keep", false, "leave the cluster running after the test")
 	flagLoopback  = flag.Bool("loopback", false, "process mode: run the nodes on loopback, without network namespaces (no network faults)")
-	flagMinFaults = flag.Int("min-faults", 0, "fail unless at least this many faults were injected")
+	flagMinFaults = flag.Int("min-faults", 0, "run past -duration (by up to half of it) until this many faults were injected; fail if still fewer")
 	flagConverge  = flag.Duration("converge-bound", 60*time.Second, "time after healing within which replicas must converge")
 )
 
@@ -142,7 +142,7 @@ func runSuite(t *testing.T, ctx context.Context, c Cluster, seed uint64, out str
 	if !c.CanPartition() {
 		logf("network faults (partition-one, partition-majority) are not available in this mode and are left out")
 	}
-	rctx, cancel := context.WithTimeout(ctx, *flagDuration)
+	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wl := StartWorkload(rctx, c, h, WorkloadConfig{Rate: *flagRate, Seed: seed, Tag: fmt.Sprintf("r%x", seed&0xffffff)})
 	done := make(chan struct{})
@@ -150,6 +150,8 @@ func runSuite(t *testing.T, ctx context.Context, c Cluster, seed uint64, out str
 		defer close(done)
 		nem.Run(rctx)
 	}()
+	runFor(rctx, nem, *flagDuration, *flagMinFaults)
+	cancel()
 	<-done
 	wl.Wait()
 	logf("run over: %d ops, %d faults; healing", h.Len(), len(nem.Windows()))
@@ -160,7 +162,7 @@ func runSuite(t *testing.T, ctx context.Context, c Cluster, seed uint64, out str
 	if err := HealAll(hctx, c, 2*time.Minute); err != nil {
 		problems = append(problems, "heal: "+err.Error())
 	}
-	conv := WaitConverged(hctx, c, *flagReplicas, max(3*time.Minute, 2**flagConverge))
+	conv := WaitConverged(hctx, c, *flagReplicas, max(2*time.Minute, 2**flagConverge))
 	logf("convergence: converged=%v after %.1fs (roots agreed after %.1fs), %d repair rounds, %d arcs, hints per node %v %s",
 		conv.Converged, conv.After.Seconds(), conv.RootsAfter.Seconds(), conv.RepairRounds, conv.Arcs, conv.Hints, conv.Detail)
 	switch {
@@ -183,6 +185,16 @@ func runSuite(t *testing.T, ctx context.Context, c Cluster, seed uint64, out str
 		t.Logf("writing the history: %v", err)
 	}
 	return rep
+}
+
+// runFor waits for the run's duration; if by then fewer than minFaults
+// faults were injected it keeps the run going until they were, for at most
+// half the duration more.
+func runFor(ctx context.Context, nem *Nemesis, d time.Duration, minFaults int) {
+	if !pause(ctx, d) || len(nem.Windows()) >= minFaults {
+		return
+	}
+	poll(ctx, d/2, time.Second, func() bool { return len(nem.Windows()) >= minFaults })
 }
 
 func writeHistory(out string, ops []Op, windows []FaultWindow) error {

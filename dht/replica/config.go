@@ -40,7 +40,8 @@ type Config struct {
 	// HintBatch bounds the hints delivered per target and round. Default 512.
 	HintBatch int
 	// MaxKeySize and MaxValueSize bound keys and values accepted from
-	// peers, in bytes. Defaults 64 KiB and 16 MiB, above any client limit.
+	// peers, in bytes. Defaults MaxKeyLimit (32 KiB) and 16 MiB, at or
+	// above any client limit.
 	MaxKeySize   int
 	MaxValueSize int
 	// Logger receives the engine's logs; remote-caused failures log at debug.
@@ -60,10 +61,15 @@ func DefaultConfig() Config {
 		RepairWait:     2 * time.Second,
 		HintInterval:   2 * time.Second,
 		HintBatch:      512,
-		MaxKeySize:     64 << 10,
+		MaxKeySize:     MaxKeyLimit,
 		MaxValueSize:   16 << 20,
 	}
 }
+
+// MaxKeyLimit is the largest key ringkv stores, in bytes: store keys add
+// a kind, a position, a length and a peer ID to it, and must stay within
+// the store's and the wire's bounds.
+const MaxKeyLimit = 32 << 10
 
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("replica: invalid config")
@@ -86,8 +92,8 @@ func (c Config) Validate() error {
 		return bad("timeouts and intervals must be positive")
 	case c.HintBatch < 1:
 		return bad("hint batch must be positive")
-	case c.MaxKeySize < 1 || c.MaxValueSize < 1:
-		return bad("size limits must be positive")
+	case c.MaxKeySize < 1 || c.MaxKeySize > MaxKeyLimit || c.MaxValueSize < 1:
+		return bad("key size limit must be 1..%d and the value size limit positive", MaxKeyLimit)
 	}
 	return nil
 }

@@ -58,10 +58,11 @@ type Engine struct {
 	hinted  map[string]int // hint-key prefix of a key -> number of hints for it; guarded by hintsMu
 	hints   atomic.Int64   // total hints stored
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closeMu sync.RWMutex // orders wg.Add in goBackground before Close's wg.Wait
+	closed  atomic.Bool
 }
 
 // New builds an engine for the node self. Start registers its protocol.
@@ -100,7 +101,10 @@ func (e *Engine) Start(ctx context.Context) error {
 
 // Close stops background work and waits for it. It is idempotent.
 func (e *Engine) Close() error {
-	if e.closed.Swap(true) {
+	e.closeMu.Lock()
+	already := e.closed.Swap(true)
+	e.closeMu.Unlock()
+	if already {
 		return nil
 	}
 	e.cancel()
@@ -120,16 +124,20 @@ func (e *Engine) lock(pos uint64) *sync.Mutex {
 	return &e.locks[pos%uint64(len(e.locks))]
 }
 
-// goBackground runs fn in a tracked background goroutine bound to the engine's life.
-func (e *Engine) goBackground(fn func(ctx context.Context)) {
+// goBackground runs fn in a tracked background goroutine bound to the
+// engine's life. It reports false, running nothing, once Close began.
+func (e *Engine) goBackground(fn func(ctx context.Context)) bool {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
 	if e.closed.Load() {
-		return
+		return false
 	}
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		fn(e.ctx)
 	}()
+	return true
 }
 
 // localRecord is this node's whole knowledge of key: its replica record
@@ -199,15 +207,20 @@ func (e *Engine) handle(ctx context.Context, from peer.ID, req proto.Message) (p
 	if !ok {
 		return nil, fmt.Errorf("%w: unexpected message %T", ErrBadRequest, req)
 	}
-	switch op := r.Op.(type) {
-	case *pb.KVRequest_Coordinate:
-		return e.handleCoordinate(ctx, op.Coordinate)
-	case *pb.KVRequest_Write:
-		return e.handleWrite(ctx, op.Write)
-	case *pb.KVRequest_Read:
-		return e.handleRead(ctx, op.Read)
-	case *pb.KVRequest_Purge:
-		return e.handlePurge(ctx, op.Purge)
+	if e.closed.Load() {
+		return nil, dht.ErrClosed
+	}
+	if c := r.GetCoordinate(); c != nil {
+		return e.handleCoordinate(ctx, c)
+	}
+	if w := r.GetWrite(); w != nil {
+		return e.handleWrite(ctx, w)
+	}
+	if rd := r.GetRead(); rd != nil {
+		return e.handleRead(ctx, rd)
+	}
+	if p := r.GetPurge(); p != nil {
+		return e.handlePurge(ctx, p)
 	}
 	e.m.refused.WithLabelValues("empty").Inc()
 	return nil, fmt.Errorf("%w: empty request", ErrBadRequest)
@@ -231,6 +244,14 @@ func (e *Engine) checkRecord(r *pb.Record) error {
 	if len(r.Versions) > 4*e.cfg.MaxSiblings || len(r.Context) > 4*version.MaxContextEntries {
 		e.m.refused.WithLabelValues("record").Inc()
 		return fmt.Errorf("%w: record with %d versions and %d context entries", ErrBadRequest, len(r.Versions), len(r.Context))
+	}
+	total := 0
+	for _, v := range r.Versions {
+		total += len(v.GetValue())
+		if len(v.GetValue()) > e.cfg.MaxValueSize || total > dht.MaxRecordSize {
+			e.m.refused.WithLabelValues("record").Inc()
+			return fmt.Errorf("%w: record values over the size limits", ErrBadRequest)
+		}
 	}
 	return nil
 }

@@ -46,6 +46,9 @@ func (a readAnswer) counts() bool {
 // found stale, or missing the key, are repaired in the background once
 // every replica answered or RepairWait passed.
 func (e *Engine) Read(ctx context.Context, key []byte, r int) (ReadResult, error) {
+	if e.closed.Load() {
+		return ReadResult{}, dht.ErrClosed
+	}
 	ctx, cancel := e.bound(ctx)
 	defer cancel()
 	if r <= 0 {
@@ -55,22 +58,32 @@ func (e *Engine) Read(ctx context.Context, key []byte, r int) (ReadResult, error
 	pos := ring.KeyPos(key)
 	targets := e.readTargets(pos)
 	answers := make(chan readAnswer, len(targets))
+	// Remote reads go out first, so the local read overlaps them.
+	var local *target
+	asked := 0
 	for _, t := range targets {
 		if t.id == e.self {
-			rec, found, err := e.localRecord(ctx, pos, key)
-			answers <- readAnswer{t: t, rec: rec, found: found, err: err}
+			local = &t
+			asked++
 			continue
 		}
-		e.goBackground(func(bg context.Context) {
+		launched := e.goBackground(func(bg context.Context) {
 			cctx, cancel := context.WithTimeout(bg, e.cfg.RequestTimeout)
 			defer cancel()
 			rec, found, err := e.callRead(cctx, t.id, key)
 			answers <- readAnswer{t: t, rec: rec, found: found, err: err}
 		})
+		if launched {
+			asked++
+		}
+	}
+	if local != nil {
+		rec, found, err := e.localRecord(ctx, pos, key)
+		answers <- readAnswer{t: *local, rec: rec, found: found, err: err}
 	}
 	var got []readAnswer
 	res := ReadResult{}
-	for len(got) < len(targets) && res.Answered < r {
+	for len(got) < asked && res.Answered < r {
 		select {
 		case a := <-answers:
 			got = append(got, a)
@@ -97,7 +110,7 @@ func (e *Engine) Read(ctx context.Context, key []byte, r int) (ReadResult, error
 		res.Record = version.ResolveLWW(res.Record)
 	}
 	e.m.reads.WithLabelValues("ok").Inc()
-	e.repairLater(key, got, answers, len(targets))
+	e.repairLater(key, got, answers, asked)
 	return res, nil
 }
 

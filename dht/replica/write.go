@@ -54,6 +54,9 @@ type target struct {
 // makes the new version and replicates it. When no replica is reachable
 // this node coordinates as a fallback (sloppy quorum).
 func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
+	if e.closed.Load() {
+		return WriteResult{}, dht.ErrClosed
+	}
 	ctx, cancel := e.bound(ctx)
 	defer cancel()
 	for w.WriteID == 0 {
@@ -185,8 +188,16 @@ func (e *Engine) coordinate(ctx context.Context, pos uint64, w Write) (WriteResu
 			self.hintFor = nat[0]
 		}
 	}
-	rec, err := e.makeVersion(ctx, pos, w, self.hintFor)
+	// The other replicas' writes start as soon as the version exists, so
+	// their fsyncs overlap this node's.
+	var fan *fanout
+	rec, err := e.makeVersion(ctx, pos, w, self.hintFor, func(rec dht.Record) {
+		fan = e.startFanout(pos, w.Key, rec, targets)
+	})
 	if err != nil {
+		if fan != nil {
+			fan.abandon()
+		}
 		e.m.writes.WithLabelValues("error").Inc()
 		return WriteResult{}, err
 	}
@@ -197,7 +208,7 @@ func (e *Engine) coordinate(ctx context.Context, pos uint64, w Write) (WriteResu
 			res.Hinted = 1
 		}
 	}
-	acks, hinted := e.replicate(ctx, pos, w.Key, rec, targets, required-res.Acks)
+	acks, hinted := fan.wait(ctx, required-res.Acks)
 	res.Acks += acks
 	res.Hinted += hinted
 	if res.Acks < required {
@@ -209,8 +220,9 @@ func (e *Engine) coordinate(ctx context.Context, pos uint64, w Write) (WriteResu
 }
 
 // makeVersion applies the write to this node's copy of the key under the
-// key's lock and stores it durably.
-func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, hintFor peer.ID) (dht.Record, error) {
+// key's lock and stores it durably. made is called with the new version
+// before it is stored.
+func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, hintFor peer.ID, made func(dht.Record)) (dht.Record, error) {
 	mu := e.lock(pos)
 	mu.Lock()
 	defer mu.Unlock()
@@ -238,6 +250,7 @@ func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, hintFor p
 		return dht.Record{}, fmt.Errorf("%w: the key would have %d siblings (limit %d); read it and write with its context to resolve them",
 			ErrTooManySiblings, len(rec.Versions), e.cfg.MaxSiblings)
 	}
+	made(rec)
 	if hintFor == "" || hintFor == e.self {
 		return rec, e.st.Put(ctx, DataKey(pos, w.Key), rec)
 	}
@@ -365,68 +378,96 @@ type writeResult struct {
 	err error
 }
 
-// replicate sends rec to every target but this node, in parallel, and
-// returns once `need` of them acknowledged or every target answered. A
-// replica that fails is replaced by a fallback, never this node, holding a
-// hint for it. Writes still in flight when it returns finish in the
-// background.
-func (e *Engine) replicate(ctx context.Context, pos uint64, key []byte, rec dht.Record, targets []target, need int) (acks, hinted int) {
-	done := make(chan struct{})
-	defer close(done)
-	results := make(chan writeResult)
-	inflight := 0
-	send := func(t target) {
-		inflight++
-		e.goBackground(func(bg context.Context) {
-			cctx, cancel := context.WithTimeout(bg, e.cfg.RequestTimeout)
-			defer cancel()
-			err := e.callWrite(cctx, t, key, rec)
-			select {
-			case results <- writeResult{t, err}:
-			case <-done:
-				if err != nil {
-					e.log.Debug("replica write failed after the answer", "peer", t.id, "err", err)
-				}
-			}
-		})
-	}
-	var next func() (peer.ID, bool)
+// fanout is a write being sent to the other targets in parallel.
+type fanout struct {
+	e        *Engine
+	pos      uint64
+	key      []byte
+	rec      dht.Record
+	targets  []target
+	results  chan writeResult
+	done     chan struct{}
+	inflight int
+	next     func() (peer.ID, bool) // fallbacks, made on the first failure
+}
+
+// startFanout sends rec to every target but this node.
+func (e *Engine) startFanout(pos uint64, key []byte, rec dht.Record, targets []target) *fanout {
+	f := &fanout{e: e, pos: pos, key: key, rec: rec, targets: targets,
+		results: make(chan writeResult), done: make(chan struct{})}
 	for _, t := range targets {
 		if t.id != e.self {
-			send(t)
+			f.send(t)
 		}
 	}
-	for inflight > 0 && acks < need {
+	return f
+}
+
+func (f *fanout) send(t target) {
+	launched := f.e.goBackground(func(bg context.Context) {
+		cctx, cancel := context.WithTimeout(bg, f.e.cfg.RequestTimeout)
+		defer cancel()
+		err := f.e.callWrite(cctx, t, f.key, f.rec)
 		select {
-		case r := <-results:
-			inflight--
+		case f.results <- writeResult{t, err}:
+		case <-f.done:
+			if err != nil {
+				f.e.log.Debug("replica write failed after the answer", "peer", t.id, "err", err)
+			}
+		}
+	})
+	if launched {
+		f.inflight++
+	}
+}
+
+// abandon stops waiting; writes in flight finish in the background.
+func (f *fanout) abandon() { close(f.done) }
+
+// wait returns once `need` targets acknowledged or every target answered.
+// A replica that fails is replaced by a fallback, never this node, holding
+// a hint for it. Writes still in flight when it returns finish in the
+// background.
+func (f *fanout) wait(ctx context.Context, need int) (acks, hinted int) {
+	defer f.abandon()
+	for f.inflight > 0 && acks < need {
+		select {
+		case r := <-f.results:
+			f.inflight--
 			if r.err == nil {
 				acks++
 				if r.t.hintFor != "" {
 					hinted++
-					e.m.hinted.Inc()
+					f.e.m.hinted.Inc()
 				}
 				continue
 			}
-			e.log.Debug("replica write failed", "peer", r.t.id, "err", r.err)
-			if r.t.pending {
-				continue
-			}
-			if next == nil {
-				next = e.fallbacks(pos, e.view.Natural(pos), append(targets, target{id: e.self}))
-			}
-			if fb, ok := next(); ok {
-				owner := r.t.id
-				if r.t.hintFor != "" {
-					owner = r.t.hintFor
-				}
-				send(target{id: fb, hintFor: owner})
+			f.e.log.Debug("replica write failed", "peer", r.t.id, "err", r.err)
+			if !r.t.pending {
+				f.fallback(r.t)
 			}
 		case <-ctx.Done():
 			return acks, hinted
 		}
 	}
 	return acks, hinted
+}
+
+// fallback sends the write to the next fallback node in place of t.
+func (f *fanout) fallback(t target) {
+	if f.next == nil {
+		used := append(slices.Clone(f.targets), target{id: f.e.self})
+		f.next = f.e.fallbacks(f.pos, f.e.view.Natural(f.pos), used)
+	}
+	fb, ok := f.next()
+	if !ok {
+		return
+	}
+	owner := t.id
+	if t.hintFor != "" {
+		owner = t.hintFor
+	}
+	f.send(target{id: fb, hintFor: owner})
 }
 
 func (e *Engine) callWrite(ctx context.Context, t target, key []byte, rec dht.Record) error {

@@ -3,12 +3,14 @@ package routing
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/ringkv/ringkv/dht"
+	"github.com/ringkv/ringkv/dht/ring/ringtest"
 )
 
 func TestLookupConverged(t *testing.T) {
@@ -208,5 +210,30 @@ func TestLookupFailsWhenAlone(t *testing.T) {
 	}
 	if n := asker.Size(); n != 0 {
 		t.Errorf("Size %d after every peer failed, want 0", n)
+	}
+}
+
+func TestJoinErrors(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t, 3, 0, testConfig())
+	ghost := ringtest.PeerID(31337, 0) // no endpoint: unreachable
+	for _, tc := range []struct {
+		name string
+		seed Peer
+		want error
+	}{
+		{"self", c.routers[0].Self(), ErrInvalidPeer},
+		{"no ID", Peer{Capacity: 1}, ErrInvalidPeer},
+		{"NaN capacity", Peer{ID: ghost, Capacity: math.NaN()}, ErrInvalidPeer},
+		{"unreachable", Peer{ID: ghost, Capacity: 1}, ErrJoinFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := c.routers[0].Join(ctx, tc.seed); !errors.Is(err, tc.want) {
+				t.Fatalf("Join = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if n := c.routers[0].Size(); n != 0 {
+		t.Errorf("after failed joins the router knows %d peers, want 0 (the ghost is forgotten)", n)
 	}
 }

@@ -32,7 +32,7 @@ type entry struct {
 // in all at one token per peer.
 type table struct {
 	vnodes, succs, preds, cache int
-	self                 *peerRec
+	self                        *peerRec
 
 	entries    []*entry // sorted by peer ID
 	head, tail *entry

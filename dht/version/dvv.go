@@ -127,7 +127,7 @@ func Update(local dht.Record, clientCtx []dht.Dot, v dht.Version, actor uint64) 
 func Merge(a, b dht.Record) dht.Record {
 	ca, cb := Canonical(a), Canonical(b)
 	out := dht.Record{
-		Versions: joinVersions(ca, cb),
+		Versions: dedupeWrites(joinVersions(ca, cb)),
 		Context:  joinContext(ca.Context, cb.Context),
 	}
 	aWins, bWins := sameState(out, ca), sameState(out, cb)

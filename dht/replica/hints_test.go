@@ -1,0 +1,257 @@
+package replica_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ringkv/ringkv/dht"
+	"github.com/ringkv/ringkv/dht/pb"
+	"github.com/ringkv/ringkv/dht/replica"
+	"github.com/ringkv/ringkv/dht/version"
+)
+
+// hintedWrite writes key at nat[0] with W=3 while nat[1] is dead in every
+// view, so others[0] takes a hint for nat[1].
+func hintedWrite(t *testing.T, c *cluster, r roles, value string) {
+	t.Helper()
+	c.setDead(true, r.nat[1])
+	res, err := c.node(r.nat[0]).e.Write(context.Background(), replica.Write{Key: r.key, Value: []byte(value), W: 3})
+	if err != nil || res.Hinted != 1 {
+		t.Fatalf("hinted write: %+v %v, want one hint", res, err)
+	}
+}
+
+func TestHintStoredForOwner(t *testing.T) {
+	c := newCluster(t, 5, testConfig())
+	r := c.roles("hint-key")
+	hintedWrite(t, c, r, "v")
+	fb := c.node(r.others[0])
+	rec, ok := c.hint(fb.id, r.key, r.nat[1])
+	if !ok || !slices.Equal(values(rec), []string{"v"}) {
+		t.Fatalf("hint for %s: %v %v", r.nat[1], ok, values(rec))
+	}
+	if _, ok := c.data(fb.id, r.key); ok {
+		t.Fatal("fallback stored a replica record")
+	}
+	if _, ok := c.data(r.nat[1], r.key); ok {
+		t.Fatal("the dead owner received the write")
+	}
+	if got := fb.e.Hints(); got != 1 {
+		t.Fatalf("Hints() = %d, want 1", got)
+	}
+	// A read of the key on the fallback includes the hint.
+	got, found, err := c.node(r.nat[0]).e.ReadReplica(context.Background(), fb.id, r.key)
+	if err != nil || !found || !slices.Equal(values(got), []string{"v"}) {
+		t.Fatalf("ReadReplica on the fallback: %v %v %v", values(got), found, err)
+	}
+	sk := replica.HintKey(r.pos, r.key, r.nat[1])
+	pos, key, target, ok := replica.ParseHintKey(sk)
+	if !ok || pos != r.pos || string(key) != string(r.key) || target != r.nat[1] {
+		t.Fatalf("hint key parses to %d %q %s %v", pos, key, target, ok)
+	}
+}
+
+func TestHandOff(t *testing.T) {
+	tests := []struct {
+		name          string
+		ownerAlive    bool // in the fallback's view
+		ownerKilled   bool // unreachable on memnet
+		changeInPlace bool // the hint changes while it is being delivered
+		wantDelivered int
+		wantHints     int64
+		wantOwner     []string // owner's replica values after the round; nil: none
+	}{
+		{name: "owner still dead: kept", wantHints: 1},
+		{name: "owner alive: delivered and deleted", ownerAlive: true, wantDelivered: 1, wantOwner: []string{"v"}},
+		{name: "owner alive in the view but unreachable: kept", ownerAlive: true, ownerKilled: true, wantHints: 1},
+		{
+			name: "hint changed during delivery: kept for the next round", ownerAlive: true, changeInPlace: true,
+			wantHints: 1, wantOwner: []string{"v"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 5, testConfig())
+			r := c.roles("handoff-key")
+			hintedWrite(t, c, r, "v")
+			fb := c.node(r.others[0])
+			if tt.ownerAlive {
+				fb.view.setDead(false, r.nat[1])
+			}
+			if tt.ownerKilled {
+				c.net.Kill(r.nat[1])
+			}
+			if tt.changeInPlace {
+				// The owner's handler merges a newer write into the hint
+				// before it applies the one being handed off.
+				c.wrap(r.nat[1], func(next dht.Handler) dht.Handler {
+					var once sync.Once
+					return func(ctx context.Context, from peer.ID, req proto.Message) (proto.Message, error) {
+						var err error
+						once.Do(func() {
+							cur, _ := c.hint(fb.id, r.key, r.nat[1])
+							_, err = replica.ApplyHint(ctx, fb.e, r.key, mkRecord(cur, r.nat[0], "w", 300), r.nat[1])
+						})
+						if err != nil {
+							return nil, err
+						}
+						return next(ctx, from, req)
+					}
+				})
+			}
+			if got := fb.e.HandOff(context.Background()); got != tt.wantDelivered {
+				t.Fatalf("HandOff delivered %d, want %d", got, tt.wantDelivered)
+			}
+			if got := fb.e.Hints(); got != tt.wantHints {
+				t.Fatalf("Hints() = %d, want %d", got, tt.wantHints)
+			}
+			_, hinted := c.hint(fb.id, r.key, r.nat[1])
+			if hinted != (tt.wantHints > 0) {
+				t.Fatalf("hint in store: %v, want %v", hinted, tt.wantHints > 0)
+			}
+			rec, ok := c.data(r.nat[1], r.key)
+			if ok != (tt.wantOwner != nil) || !slices.Equal(values(rec), tt.wantOwner) {
+				t.Fatalf("owner holds %v (%v), want %v", values(rec), ok, tt.wantOwner)
+			}
+			if got := counter(t, fb.reg, "ringkv_replica_hints_delivered_total"); int(got) != tt.wantDelivered {
+				t.Fatalf("delivered metric %v, want %d", got, tt.wantDelivered)
+			}
+			if !tt.changeInPlace {
+				return
+			}
+			// The next round delivers the changed hint.
+			if got := fb.e.HandOff(context.Background()); got != 1 || fb.e.Hints() != 0 {
+				t.Fatalf("second round delivered %d, %d hints left", got, fb.e.Hints())
+			}
+			if rec, _ := c.data(r.nat[1], r.key); !slices.Equal(values(rec), []string{"w"}) {
+				t.Fatalf("owner holds %v after the second round, want [w]", values(rec))
+			}
+		})
+	}
+}
+
+// TestHandOffLoop checks that the background loop hands hints off by
+// itself once the owner is alive.
+func TestHandOffLoop(t *testing.T) {
+	cfg := testConfig()
+	cfg.HintInterval = 10 * time.Millisecond
+	c := newCluster(t, 5, cfg)
+	r := c.roles("loop-key")
+	hintedWrite(t, c, r, "v")
+	fb := c.node(r.others[0])
+	fb.view.setDead(false, r.nat[1])
+	poll(t, waitTimeout, "the hint to be handed off", func() bool { return fb.e.Hints() == 0 })
+	if rec, ok := c.data(r.nat[1], r.key); !ok || !slices.Equal(values(rec), []string{"v"}) {
+		t.Fatalf("owner holds %v (%v)", values(rec), ok)
+	}
+}
+
+// TestHintsCountAndRestart stores hints for several keys and owners,
+// restarts the fallback over the same store and checks that the count and
+// the reads survive, and that handoff still works.
+func TestHintsCountAndRestart(t *testing.T) {
+	c := newCluster(t, 6, testConfig())
+	ctx := context.Background()
+	fbID := c.ids[5]
+	type held struct {
+		key   []byte
+		owner peer.ID
+	}
+	var hints []held
+	for i := range 4 {
+		key := fmt.Appendf(nil, "count-%d", i)
+		r := c.roles(string(key))
+		owners := slices.DeleteFunc(slices.Clone(r.nat), func(id peer.ID) bool { return id == fbID })
+		owners = owners[:1+i%2] // odd keys get two hints, for two owners
+		for _, owner := range owners {
+			rec := mkRecord(dht.Record{}, r.nat[2], fmt.Sprintf("v%d", i), 100)
+			if _, err := replica.ApplyHint(ctx, c.node(fbID).e, key, rec, owner); err != nil {
+				t.Fatal(err)
+			}
+			hints = append(hints, held{key, owner})
+		}
+	}
+	// Merging into a hint that exists adds no hint.
+	if _, err := replica.ApplyHint(ctx, c.node(fbID).e, hints[0].key, mkRecord(dht.Record{}, c.ids[0], "x", 1), hints[0].owner); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(hints))
+	if got := c.node(fbID).e.Hints(); got != want {
+		t.Fatalf("Hints() = %d, want %d", got, want)
+	}
+	fb := c.restart(fbID)
+	if got := fb.e.Hints(); got != want {
+		t.Fatalf("after restart Hints() = %d, want %d", got, want)
+	}
+	for _, h := range hints {
+		_, found, err := c.node(c.ids[0]).e.ReadReplica(ctx, fbID, h.key)
+		if err != nil || !found {
+			t.Fatalf("read of %q on the restarted fallback: %v %v", h.key, found, err)
+		}
+	}
+	c.setDead(false, c.ids...)
+	if got := fb.e.HandOff(ctx); got != len(hints) || fb.e.Hints() != 0 {
+		t.Fatalf("HandOff delivered %d of %d, %d left", got, len(hints), fb.e.Hints())
+	}
+	for _, h := range hints {
+		if _, ok := c.data(h.owner, h.key); !ok {
+			t.Fatalf("owner %s lacks %q after handoff", h.owner, h.key)
+		}
+	}
+}
+
+// TestHintBatch checks that one round delivers at most HintBatch hints
+// per target.
+func TestHintBatch(t *testing.T) {
+	cfg := testConfig()
+	cfg.HintBatch = 2
+	c := newCluster(t, 4, cfg)
+	ctx := context.Background()
+	fb, owner := c.node(c.ids[3]), c.ids[0]
+	for i := range 5 {
+		key := fmt.Appendf(nil, "batch-%d", i)
+		if _, err := replica.ApplyHint(ctx, fb.e, key, mkRecord(dht.Record{}, c.ids[1], "v", 1), owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round, want := range []int{2, 2, 1, 0} {
+		if got := fb.e.HandOff(ctx); got != want {
+			t.Fatalf("round %d delivered %d, want %d", round, got, want)
+		}
+	}
+}
+
+// TestHintLongKey stores a hint for a key of MaxKeySize bytes, the
+// largest a peer may send, and checks that it is found after a restart
+// and handed off.
+func TestHintLongKey(t *testing.T) {
+	cfg := testConfig()
+	c := newCluster(t, 4, cfg)
+	ctx := context.Background()
+	key := []byte(strings.Repeat("k", cfg.MaxKeySize))
+	fbID, owner := c.ids[3], c.ids[0]
+	req := &pb.KVRequest{Op: &pb.KVRequest_Write{Write: &pb.WriteRequest{
+		Key: key, Record: dht.RecordToPB(mkRecord(dht.Record{}, c.ids[1], "v", 1)), HintFor: []byte(owner),
+	}}}
+	if _, err := replica.Handle(ctx, c.node(fbID).e, c.ids[1], req); err != nil {
+		t.Fatalf("hinted write of a %d-byte key: %v", len(key), err)
+	}
+	fb := c.restart(fbID)
+	if _, found, err := c.node(owner).e.ReadReplica(ctx, fbID, key); err != nil || !found {
+		t.Fatalf("read after restart: found %v, %v", found, err)
+	}
+	if got := fb.e.HandOff(ctx); got != 1 || fb.e.Hints() != 0 {
+		t.Fatalf("HandOff delivered %d, %d hints left", got, fb.e.Hints())
+	}
+	if rec, ok := c.data(owner, key); !ok || !version.Identical(rec, mkRecord(dht.Record{}, c.ids[1], "v", 1)) {
+		t.Fatal("owner did not receive the hint")
+	}
+}
