@@ -117,7 +117,7 @@ func newRoot(g *globals) *cobra.Command {
 		newPutCmd(g), newGetCmd(g), newDeleteCmd(g),
 		newStatusCmd(g), newPeersCmd(g), newIDCmd(g), newMembersCmd(g), newRingCmd(g),
 		newLocateCmd(g), newLeaveCmd(g), newRepairCmd(g), newHealthCmd(g),
-		newBootstrapCmd(g), newBenchCmd(g), newVersionCmd(g),
+		newBootstrapCmd(g), newBenchCmd(g), newSimCmd(g), newVersionCmd(g),
 	)
 	for _, c := range root.Commands() {
 		wrapArgs(c)

@@ -329,6 +329,8 @@ func writeNodeError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusServiceUnavailable, "%s", qe.Error())
 	case errors.Is(err, node.ErrBadContext):
 		writeError(w, http.StatusBadRequest, "%v", err)
+	case errors.Is(err, node.ErrTooManySiblings):
+		writeError(w, http.StatusConflict, "%v", err)
 	case errors.Is(err, node.ErrUnavailable):
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):

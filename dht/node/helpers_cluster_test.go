@@ -108,6 +108,20 @@ func keys(prefix string, n int, seed uint64) [][]byte {
 	return out
 }
 
+// keysWith returns n keys like keys does, keeping only those whose
+// replica set on r satisfies ok.
+func keysWith(r *ring.Ring, prefix string, n int, seed uint64, ok func(replicas []peer.ID) bool) [][]byte {
+	var out [][]byte
+	for i := 0; len(out) < n; i++ {
+		for _, k := range keys(fmt.Sprintf("%s%d", prefix, i), n, seed) {
+			if len(out) < n && ok(placementOf(r, k).replicas) {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
+}
+
 // expectedRing is the ring the given slots make, as every node should
 // compute it: capacity 1, the harness's vnodes, the slots' zones.
 func expectedRing(c *dhttest.Cluster, slots []int) *ring.Ring {

@@ -26,6 +26,9 @@ var (
 	ErrBadContext = version.ErrBadContext
 	// ErrUnavailable: the operation cannot be served now.
 	ErrUnavailable = errors.New("node: unavailable")
+	// ErrTooManySiblings: the write would leave the key with more
+	// concurrent versions than allowed; read it and write with its context.
+	ErrTooManySiblings = replica.ErrTooManySiblings
 )
 
 // QuorumError is replica.QuorumError: fewer replicas answered than required.

@@ -43,8 +43,8 @@ type View interface {
 // for concurrent use.
 type Engine struct {
 	cfg   Config
-	self  peer.ID
-	actor uint64
+	self   peer.ID
+	prefix uint64 // the node part of its actors (see actor.go)
 	tr    dht.Transport
 	st    dht.Store
 	view  View
@@ -54,8 +54,12 @@ type Engine struct {
 
 	locks [256]sync.Mutex // striped by key position; guards read-merge-write of one key
 
+	epochMu  sync.Mutex
+	epoch    uint64 // last epoch handed out; guarded by epochMu
+	leaseEnd uint64 // first epoch not covered by the durable lease; guarded by epochMu
+
 	hintsMu sync.Mutex
-	hinted  map[string]int // hint-key prefix of a key -> number of hints for it; guarded by hintsMu
+	hinted  map[string]map[peer.ID]struct{} // hint-key prefix of a key -> targets it has hints for; guarded by hintsMu
 	hints   atomic.Int64   // total hints stored
 
 	ctx     context.Context
@@ -78,8 +82,8 @@ func New(cfg Config, self peer.ID, tr dht.Transport, st dht.Store, view View, cl
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
-		cfg: cfg, self: self, actor: dht.ActorOf(self), tr: tr, st: st, view: view, clock: clk,
-		log: cfg.Logger, m: newMetrics(cfg.Registerer), hinted: map[string]int{},
+		cfg: cfg, self: self, prefix: actorPrefix(string(self)), tr: tr, st: st, view: view, clock: clk,
+		log: cfg.Logger, m: newMetrics(cfg.Registerer), hinted: map[string]map[peer.ID]struct{}{},
 		ctx: ctx, cancel: cancel,
 	}, nil
 }
@@ -87,6 +91,9 @@ func New(cfg Config, self peer.ID, tr dht.Transport, st dht.Store, view View, cl
 // Start loads the hint index, registers the protocol handler and starts
 // hinted handoff.
 func (e *Engine) Start(ctx context.Context) error {
+	if err := e.loadEpoch(ctx); err != nil {
+		return err
+	}
 	if err := e.loadHints(ctx); err != nil {
 		return err
 	}
@@ -189,8 +196,8 @@ func (e *Engine) apply(ctx context.Context, pos uint64, key []byte, incoming dht
 	if err := e.st.Put(ctx, sk, merged); err != nil {
 		return false, err
 	}
-	if hintFor != "" && !existed {
-		e.addHint(pos, key)
+	if hintFor != "" {
+		e.addHint(pos, key, hintFor)
 	}
 	return true, nil
 }

@@ -100,7 +100,7 @@ func TestHandleBadRequest(t *testing.T) {
 			}
 		})
 	}
-	if got := n.st.Len(); got != 0 {
+	if got := replicaRecords(t, n); got != 0 {
 		t.Fatalf("refused requests stored %d records", got)
 	}
 }
@@ -120,7 +120,7 @@ func TestHandleWriteOversizedValue(t *testing.T) {
 	if got := counter(t, n.reg, "ringkv_replica_refused_total", "reason", "record"); got != 1 {
 		t.Fatalf("refused{reason=record} = %v, want 1", got)
 	}
-	if n.st.Len() != 0 {
+	if replicaRecords(t, n) != 0 {
 		t.Fatal("the oversized value was stored")
 	}
 }

@@ -413,3 +413,18 @@ func poll(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 
 // waitTimeout bounds every poll; the conditions hold within milliseconds.
 const waitTimeout = 10 * time.Second
+
+// replicaRecords counts the records n stores as a replica or for others
+// (data and hint keys), leaving out the engine's own metadata.
+func replicaRecords(t *testing.T, n *tnode) int64 {
+	t.Helper()
+	var total int64
+	for _, p := range [][]byte{replica.DataPrefix(), replica.HintPrefix()} {
+		c, err := n.st.Count(context.Background(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += c
+	}
+	return total
+}

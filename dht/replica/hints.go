@@ -17,40 +17,49 @@ import (
 // HintInterval the engine sends each live target its hints and deletes
 // those that arrived unchanged.
 
-// errStopScan ends a scan early once a batch is full.
-var errStopScan = errors.New("replica: batch full")
+// The hint index maps each key that has hints (by its hint-key prefix)
+// to the targets it has hints for. Adding and removing are idempotent, so
+// the index cannot drift from the store whatever order writes, handoffs
+// and expiries happen in.
 
 // loadHints builds the in-memory index of keys that have hints.
 func (e *Engine) loadHints(ctx context.Context) error {
-	e.hintsMu.Lock()
-	defer e.hintsMu.Unlock()
-	var n int64
-	err := e.st.Scan(ctx, HintPrefix(), prefixEnd(HintPrefix()), func(sk []byte, _ dht.Record) error {
-		if pos, key, _, ok := parseHintKey(sk); ok {
-			e.hinted[string(hintKeyPrefix(pos, key))]++
-			n++
+	return e.st.Scan(ctx, HintPrefix(), prefixEnd(HintPrefix()), func(sk []byte, _ dht.Record) error {
+		if pos, key, target, ok := parseHintKey(sk); ok {
+			e.addHint(pos, key, target)
 		}
 		return nil
 	})
-	e.hints.Store(n)
-	return err
 }
 
-func (e *Engine) addHint(pos uint64, key []byte) {
-	e.hintsMu.Lock()
-	e.hinted[string(hintKeyPrefix(pos, key))]++
-	e.hintsMu.Unlock()
-	e.hints.Add(1)
-}
-
-func (e *Engine) removeHint(pos uint64, key []byte) {
+func (e *Engine) addHint(pos uint64, key []byte, target peer.ID) {
 	p := string(hintKeyPrefix(pos, key))
 	e.hintsMu.Lock()
-	if e.hinted[p]--; e.hinted[p] <= 0 {
+	defer e.hintsMu.Unlock()
+	ts := e.hinted[p]
+	if ts == nil {
+		ts = map[peer.ID]struct{}{}
+		e.hinted[p] = ts
+	}
+	if _, ok := ts[target]; !ok {
+		ts[target] = struct{}{}
+		e.hints.Add(1)
+	}
+}
+
+func (e *Engine) removeHint(pos uint64, key []byte, target peer.ID) {
+	p := string(hintKeyPrefix(pos, key))
+	e.hintsMu.Lock()
+	defer e.hintsMu.Unlock()
+	ts := e.hinted[p]
+	if _, ok := ts[target]; !ok {
+		return
+	}
+	delete(ts, target)
+	e.hints.Add(-1)
+	if len(ts) == 0 {
 		delete(e.hinted, p)
 	}
-	e.hintsMu.Unlock()
-	e.hints.Add(-1)
 }
 
 func (e *Engine) hasHints(pos uint64, key []byte) bool {
@@ -59,7 +68,7 @@ func (e *Engine) hasHints(pos uint64, key []byte) bool {
 	}
 	e.hintsMu.Lock()
 	defer e.hintsMu.Unlock()
-	return e.hinted[string(hintKeyPrefix(pos, key))] > 0
+	return len(e.hinted[string(hintKeyPrefix(pos, key))]) > 0
 }
 
 func (e *Engine) handoffLoop(ctx context.Context) {
@@ -90,8 +99,12 @@ type hint struct {
 // HintBatch of its hints. It returns how many were delivered.
 func (e *Engine) HandOff(ctx context.Context) int {
 	byTarget := map[peer.ID][]hint{}
+	seen := map[string]bool{}
 	err := e.st.Scan(ctx, HintPrefix(), prefixEnd(HintPrefix()), func(sk []byte, rec dht.Record) error {
 		pos, key, target, ok := parseHintKey(sk)
+		if ok {
+			seen[string(sk)] = true
+		}
 		if !ok || len(byTarget[target]) >= e.cfg.HintBatch || !e.view.Alive(target) {
 			return nil
 		}
@@ -102,6 +115,8 @@ func (e *Engine) HandOff(ctx context.Context) int {
 	})
 	if err != nil {
 		e.log.Debug("hint scan failed", "err", err)
+	} else {
+		e.forgetVanished(ctx, seen)
 	}
 	delivered := 0
 	for to, hs := range byTarget {
@@ -138,6 +153,35 @@ func (e *Engine) dropHint(ctx context.Context, h hint) bool {
 	if err := e.st.Delete(ctx, h.sk); err != nil {
 		return false
 	}
-	e.removeHint(h.pos, h.key)
+	e.removeHint(h.pos, h.key, h.target)
 	return true
+}
+
+// forgetVanished drops index entries whose hint the scan did not see and
+// the store no longer holds: hints that expired with their record's TTL.
+func (e *Engine) forgetVanished(ctx context.Context, seen map[string]bool) {
+	type entry struct {
+		pos    uint64
+		key    []byte
+		target peer.ID
+	}
+	var gone []entry
+	e.hintsMu.Lock()
+	for p, ts := range e.hinted {
+		for t := range ts {
+			if sk := p + string(t); !seen[sk] {
+				pos, key, _, _ := parseHintKey([]byte(sk))
+				gone = append(gone, entry{pos, key, t})
+			}
+		}
+	}
+	e.hintsMu.Unlock()
+	for _, g := range gone {
+		mu := e.lock(g.pos)
+		mu.Lock()
+		if _, err := e.st.Get(ctx, hintKey(g.pos, g.key, g.target)); errors.Is(err, dht.ErrNotFound) {
+			e.removeHint(g.pos, g.key, g.target)
+		}
+		mu.Unlock()
+	}
 }

@@ -51,8 +51,10 @@ type target struct {
 
 // Write stores a client write. A natural replica of the key coordinates
 // it: this node if it is one, else the first reachable replica, which
-// makes the new version and replicates it. When no replica is reachable
-// this node coordinates as a fallback (sloppy quorum).
+// makes the new version and replicates it (to fallbacks with hints where
+// replicas are down). Only a natural replica coordinates, because only it
+// holds the history its version numbering depends on (see actor.go): when
+// none is reachable the write fails with ErrUnavailable.
 func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if e.closed.Load() {
 		return WriteResult{}, dht.ErrClosed
@@ -68,7 +70,8 @@ func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
 		return e.coordinate(ctx, pos, w)
 	}
 	queue := append([]peer.ID(nil), nat...)
-	tried := map[peer.ID]bool{}
+	tried := map[peer.ID]bool{e.self: true}
+	var lastErr error
 	for len(queue) > 0 {
 		id := queue[0]
 		queue = queue[1:]
@@ -80,11 +83,10 @@ func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
 		switch {
 		case err == nil && redirect == nil:
 			return res, nil
-		case err == nil && contains(redirect, e.self):
-			return e.coordinate(ctx, pos, w)
 		case err == nil:
 			queue = append(queue, redirect...)
 		case errors.Is(err, dht.ErrUnreachable):
+			lastErr = err
 		default:
 			return res, err
 		}
@@ -92,7 +94,10 @@ func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if ctx.Err() != nil {
 		return WriteResult{}, fmt.Errorf("replica: write: %w", ctx.Err())
 	}
-	return e.coordinate(ctx, pos, w)
+	if lastErr != nil {
+		return WriteResult{}, fmt.Errorf("%w: %v", ErrUnavailable, lastErr)
+	}
+	return WriteResult{}, ErrUnavailable
 }
 
 // bound applies RequestTimeout when ctx has no deadline.
@@ -111,8 +116,12 @@ func (e *Engine) callCoordinate(ctx context.Context, id peer.ID, w Write) (Write
 	var resp pb.KVResponse
 	if err := e.tr.Call(ctx, id, Protocol, req, &resp); err != nil {
 		var re *dht.RemoteError
-		if errors.As(err, &re) && strings.Contains(re.Message, ErrTooManySiblings.Error()) {
+		switch {
+		case errors.As(err, &re) && strings.Contains(re.Message, ErrTooManySiblings.Error()):
 			return WriteResult{}, nil, fmt.Errorf("%w: %s", ErrTooManySiblings, re.Message)
+		case errors.As(err, &re) && strings.Contains(re.Message, dht.ErrClosed.Error()):
+			// The peer is shutting down: as good as unreachable.
+			return WriteResult{}, nil, fmt.Errorf("%w: %s", dht.ErrUnreachable, re.Message)
 		}
 		return WriteResult{}, nil, err
 	}
@@ -140,7 +149,7 @@ func (e *Engine) handleCoordinate(ctx context.Context, r *pb.CoordinateRequest) 
 	}
 	pos := ring.KeyPos(r.Key)
 	nat := e.view.Natural(pos)
-	if !contains(nat, e.self) && e.anyAlive(nat) {
+	if !contains(nat, e.self) {
 		ids := make([][]byte, len(nat))
 		for i, id := range nat {
 			ids[i] = []byte(id)
@@ -161,37 +170,17 @@ func (e *Engine) handleCoordinate(ctx context.Context, r *pb.CoordinateRequest) 
 	return &pb.KVResponse{Result: &pb.KVResponse_Coordinate{Coordinate: out}}, nil
 }
 
-func (e *Engine) anyAlive(ids []peer.ID) bool {
-	for _, id := range ids {
-		if id != e.self && e.view.Alive(id) {
-			return true
-		}
-	}
-	return false
-}
-
 // coordinate makes the new version at this node and replicates it until
 // W acknowledgements (plus one per pending replica) are in.
 func (e *Engine) coordinate(ctx context.Context, pos uint64, w Write) (WriteResult, error) {
 	targets, required := e.writeTargets(pos, w.W)
-	self, isTarget := target{id: e.self}, false
-	for _, t := range targets {
-		if t.id == e.self {
-			self, isTarget = t, true
-		}
-	}
-	if !isTarget {
-		// Coordinating for a key this node does not hold, because no
-		// replica could be reached: keep the version as a hint for the
-		// owner, and do not count it, since it adds no replica.
-		if nat := e.view.Natural(pos); len(nat) > 0 {
-			self.hintFor = nat[0]
-		}
+	if !targetsHave(targets, e.self) {
+		return WriteResult{}, fmt.Errorf("%w: this node is not a replica of the key", ErrUnavailable)
 	}
 	// The other replicas' writes start as soon as the version exists, so
 	// their fsyncs overlap this node's.
 	var fan *fanout
-	rec, err := e.makeVersion(ctx, pos, w, self.hintFor, func(rec dht.Record) {
+	rec, err := e.makeVersion(ctx, pos, w, func(rec dht.Record) {
 		fan = e.startFanout(pos, w.Key, rec, targets)
 	})
 	if err != nil {
@@ -201,13 +190,7 @@ func (e *Engine) coordinate(ctx context.Context, pos uint64, w Write) (WriteResu
 		e.m.writes.WithLabelValues("error").Inc()
 		return WriteResult{}, err
 	}
-	res := WriteResult{Context: rec.Context, Coordinator: e.self}
-	if isTarget {
-		res.Acks = 1
-		if self.hintFor != "" {
-			res.Hinted = 1
-		}
-	}
+	res := WriteResult{Context: rec.Context, Coordinator: e.self, Acks: 1}
 	acks, hinted := fan.wait(ctx, required-res.Acks)
 	res.Acks += acks
 	res.Hinted += hinted
@@ -219,10 +202,10 @@ func (e *Engine) coordinate(ctx context.Context, pos uint64, w Write) (WriteResu
 	return res, nil
 }
 
-// makeVersion applies the write to this node's copy of the key under the
-// key's lock and stores it durably. made is called with the new version
-// before it is stored.
-func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, hintFor peer.ID, made func(dht.Record)) (dht.Record, error) {
+// makeVersion applies the write to this node's replica of the key under
+// the key's lock and stores it durably. made is called with the new
+// version before it is stored.
+func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, made func(dht.Record)) (dht.Record, error) {
 	mu := e.lock(pos)
 	mu.Lock()
 	defer mu.Unlock()
@@ -230,58 +213,27 @@ func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, hintFor p
 	if err != nil {
 		return dht.Record{}, err
 	}
+	actor, err := e.actorFor(ctx, local)
+	if err != nil {
+		return dht.Record{}, err
+	}
 	now := e.clock.Now()
-	local = e.seedCounter(local, w.Context, now)
 	rec := version.Update(local, w.Context, dht.Version{
 		Value: w.Value, Tombstone: w.Tombstone, Timestamp: now.UnixNano(), WriteID: w.WriteID,
-	}, e.actor)
+	}, actor)
 	if w.TTL > 0 {
 		rec.ExpiresAt = now.Add(w.TTL).UnixNano()
 	}
 	if e.cfg.LWW {
 		rec = version.ResolveLWW(rec)
 	}
-	keep := []uint64{e.actor}
-	for _, id := range e.view.Natural(pos) {
-		keep = append(keep, dht.ActorOf(id))
-	}
-	rec = version.Prune(rec, version.MaxActors, keep...)
+	rec = version.Prune(rec, version.MaxActors, actor)
 	if len(rec.Versions) > e.cfg.MaxSiblings {
 		return dht.Record{}, fmt.Errorf("%w: the key would have %d siblings (limit %d); read it and write with its context to resolve them",
 			ErrTooManySiblings, len(rec.Versions), e.cfg.MaxSiblings)
 	}
 	made(rec)
-	if hintFor == "" || hintFor == e.self {
-		return rec, e.st.Put(ctx, DataKey(pos, w.Key), rec)
-	}
-	sk := hintKey(pos, w.Key, hintFor)
-	_, err = e.st.Get(ctx, sk)
-	existed := err == nil
-	if err := e.st.Put(ctx, sk, rec); err != nil {
-		return dht.Record{}, err
-	}
-	if !existed {
-		e.addHint(pos, w.Key)
-	}
-	return rec, nil
-}
-
-// seedCounter makes a coordinator that has no counter for the key yet
-// start from the clock (in microseconds) rather than from 1. A key whose
-// record expired or whose tombstone was collected starts over, and a
-// counter restarted at 1 could reissue a dot that a lagging copy of the
-// old record still holds; merges take equal dots for the same write.
-func (e *Engine) seedCounter(local dht.Record, clientCtx []dht.Dot, now time.Time) dht.Record {
-	for _, ctx := range [][]dht.Dot{local.Context, clientCtx} {
-		for _, d := range ctx {
-			if d.Actor == e.actor && d.Counter > 0 {
-				return local
-			}
-		}
-	}
-	seeded := local
-	seeded.Context = append(slices.Clone(local.Context), dht.Dot{Actor: e.actor, Counter: uint64(max(now.UnixMicro(), 1))})
-	return seeded
+	return rec, e.st.Put(ctx, DataKey(pos, w.Key), rec)
 }
 
 // writeTargets lists where a write of pos goes, this node included if it

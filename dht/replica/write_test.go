@@ -29,6 +29,8 @@ func TestWrite(t *testing.T) {
 		wantAcks   int
 		wantHinted int
 		wantQuorum *replica.QuorumError // nil: the write succeeds
+		// wantUnavailable: no natural replica can coordinate; nothing is stored.
+		wantUnavailable bool
 		// hintAt, when set, is a node that must hold a hint for owner.
 		hintAt, owner func(r roles) peer.ID
 	}{
@@ -64,11 +66,11 @@ func TestWrite(t *testing.T) {
 			hintAt: func(r roles) peer.ID { return r.others[0] }, owner: func(r roles) peer.ID { return r.nat[2] },
 		},
 		{
-			name: "every natural dead in the view: the entry coordinates as a fallback", size: 5, w: 2,
-			entry:     func(r roles) peer.ID { return r.others[0] },
-			dead:      func(r roles) []peer.ID { return r.nat },
-			wantCoord: func(r roles) peer.ID { return r.others[0] }, wantAcks: 2, wantHinted: 2,
-			hintAt: func(r roles) peer.ID { return r.others[0] }, owner: func(r roles) peer.ID { return r.nat[0] },
+			// Only a natural replica may number versions of the key.
+			name: "every natural dead in the view: unavailable, nothing stored", size: 5, w: 2,
+			entry:           func(r roles) peer.ID { return r.others[0] },
+			dead:            func(r roles) []peer.ID { return r.nat },
+			wantUnavailable: true,
 		},
 		{
 			name: "fewer than W replicas: quorum error", size: 3, w: 3,
@@ -99,6 +101,17 @@ func TestWrite(t *testing.T) {
 			}
 			res, err := c.node(tt.entry(r)).e.Write(context.Background(),
 				replica.Write{Key: r.key, Value: []byte("v1"), W: tt.w})
+			if tt.wantUnavailable {
+				if !errors.Is(err, replica.ErrUnavailable) {
+					t.Fatalf("err %v, want ErrUnavailable", err)
+				}
+				for _, id := range c.ids {
+					if n := replicaRecords(t, c.node(id)); n != 0 {
+						t.Fatalf("node %s stored %d records of a write no replica took", id, n)
+					}
+				}
+				return
+			}
 			if tt.wantQuorum != nil {
 				var qe *replica.QuorumError
 				if !errors.As(err, &qe) || *qe != *tt.wantQuorum {

@@ -52,7 +52,7 @@ type Config struct {
 	// warm node would see, at a fraction of the memory.
 	WarmAskers int
 	// ChurnCacheSize is the cache size of every router during the churn
-	// phase. Default 1024, as CacheSize. Caches fill with every peer that asks or
+	// phase. Default 1024, below CacheSize. Caches fill with every peer that asks or
 	// answers, at about 200 bytes an entry: at a million nodes a full
 	// 1024-entry cache each would need 200 GB, so large runs lower it.
 	ChurnCacheSize int
@@ -80,7 +80,7 @@ func DefaultConfig() Config {
 		VNodes:             1,
 		Replicas:           3,
 		Successors:         8,
-		CacheSize:          1024,
+		CacheSize:          16384,
 		ChurnCacheSize:     1024,
 		Alpha:              3,
 		FixFingersPerRound: 1,
