@@ -124,6 +124,9 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	// store accepts, plus framing. Frames grow as bytes arrive, so the bound
 	// is not an allocation up front.
 	pcfg.MaxMessageSize = dht.MaxRecordSize + 1<<20
+	// Keep enough idle streams per peer for a busy node's concurrency, so
+	// calls reuse streams instead of opening new ones.
+	pcfg.MaxIdleStreams = 256
 	pcfg.Logger = d.log.With("component", "p2p")
 	pcfg.Registerer = d.metrics.registry
 	if d.tr, err = p2p.New(d.host, pcfg); err != nil {

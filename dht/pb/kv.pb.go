@@ -32,6 +32,8 @@ type KVRequest struct {
 	//	*KVRequest_Write
 	//	*KVRequest_Read
 	//	*KVRequest_Purge
+	//	*KVRequest_WriteBatch
+	//	*KVRequest_ReadBatch
 	Op            isKVRequest_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -110,6 +112,24 @@ func (x *KVRequest) GetPurge() *PurgeRequest {
 	return nil
 }
 
+func (x *KVRequest) GetWriteBatch() *WriteBatchRequest {
+	if x != nil {
+		if x, ok := x.Op.(*KVRequest_WriteBatch); ok {
+			return x.WriteBatch
+		}
+	}
+	return nil
+}
+
+func (x *KVRequest) GetReadBatch() *ReadBatchRequest {
+	if x != nil {
+		if x, ok := x.Op.(*KVRequest_ReadBatch); ok {
+			return x.ReadBatch
+		}
+	}
+	return nil
+}
+
 type isKVRequest_Op interface {
 	isKVRequest_Op()
 }
@@ -130,6 +150,14 @@ type KVRequest_Purge struct {
 	Purge *PurgeRequest `protobuf:"bytes,4,opt,name=purge,proto3,oneof"`
 }
 
+type KVRequest_WriteBatch struct {
+	WriteBatch *WriteBatchRequest `protobuf:"bytes,5,opt,name=write_batch,json=writeBatch,proto3,oneof"`
+}
+
+type KVRequest_ReadBatch struct {
+	ReadBatch *ReadBatchRequest `protobuf:"bytes,6,opt,name=read_batch,json=readBatch,proto3,oneof"`
+}
+
 func (*KVRequest_Coordinate) isKVRequest_Op() {}
 
 func (*KVRequest_Write) isKVRequest_Op() {}
@@ -137,6 +165,10 @@ func (*KVRequest_Write) isKVRequest_Op() {}
 func (*KVRequest_Read) isKVRequest_Op() {}
 
 func (*KVRequest_Purge) isKVRequest_Op() {}
+
+func (*KVRequest_WriteBatch) isKVRequest_Op() {}
+
+func (*KVRequest_ReadBatch) isKVRequest_Op() {}
 
 type KVResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -146,6 +178,8 @@ type KVResponse struct {
 	//	*KVResponse_Write
 	//	*KVResponse_Read
 	//	*KVResponse_Purge
+	//	*KVResponse_WriteBatch
+	//	*KVResponse_ReadBatch
 	Result        isKVResponse_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -224,6 +258,24 @@ func (x *KVResponse) GetPurge() *PurgeResponse {
 	return nil
 }
 
+func (x *KVResponse) GetWriteBatch() *WriteBatchResponse {
+	if x != nil {
+		if x, ok := x.Result.(*KVResponse_WriteBatch); ok {
+			return x.WriteBatch
+		}
+	}
+	return nil
+}
+
+func (x *KVResponse) GetReadBatch() *ReadBatchResponse {
+	if x != nil {
+		if x, ok := x.Result.(*KVResponse_ReadBatch); ok {
+			return x.ReadBatch
+		}
+	}
+	return nil
+}
+
 type isKVResponse_Result interface {
 	isKVResponse_Result()
 }
@@ -244,6 +296,14 @@ type KVResponse_Purge struct {
 	Purge *PurgeResponse `protobuf:"bytes,4,opt,name=purge,proto3,oneof"`
 }
 
+type KVResponse_WriteBatch struct {
+	WriteBatch *WriteBatchResponse `protobuf:"bytes,5,opt,name=write_batch,json=writeBatch,proto3,oneof"`
+}
+
+type KVResponse_ReadBatch struct {
+	ReadBatch *ReadBatchResponse `protobuf:"bytes,6,opt,name=read_batch,json=readBatch,proto3,oneof"`
+}
+
 func (*KVResponse_Coordinate) isKVResponse_Result() {}
 
 func (*KVResponse_Write) isKVResponse_Result() {}
@@ -251,6 +311,10 @@ func (*KVResponse_Write) isKVResponse_Result() {}
 func (*KVResponse_Read) isKVResponse_Result() {}
 
 func (*KVResponse_Purge) isKVResponse_Result() {}
+
+func (*KVResponse_WriteBatch) isKVResponse_Result() {}
+
+func (*KVResponse_ReadBatch) isKVResponse_Result() {}
 
 // CoordinateRequest asks a replica to make and replicate a new version of
 // a key from a client's write.
@@ -741,19 +805,215 @@ func (x *PurgeResponse) GetPurged() bool {
 	return false
 }
 
+// WriteBatchRequest carries several replica writes to one peer in one
+// exchange: concurrent writes to the same peer are coalesced, and the
+// receiver commits them together.
+type WriteBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Writes        []*WriteRequest        `protobuf:"bytes,1,rep,name=writes,proto3" json:"writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatchRequest) Reset() {
+	*x = WriteBatchRequest{}
+	mi := &file_kv_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatchRequest) ProtoMessage() {}
+
+func (x *WriteBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatchRequest.ProtoReflect.Descriptor instead.
+func (*WriteBatchRequest) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WriteBatchRequest) GetWrites() []*WriteRequest {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
+// WriteBatchResponse answers each write of a batch, in order: an empty
+// string for success, else the error.
+type WriteBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Errors        []string               `protobuf:"bytes,1,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatchResponse) Reset() {
+	*x = WriteBatchResponse{}
+	mi := &file_kv_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatchResponse) ProtoMessage() {}
+
+func (x *WriteBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatchResponse.ProtoReflect.Descriptor instead.
+func (*WriteBatchResponse) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WriteBatchResponse) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+// ReadBatchRequest carries several replica reads to one peer.
+type ReadBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reads         []*ReadRequest         `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadBatchRequest) Reset() {
+	*x = ReadBatchRequest{}
+	mi := &file_kv_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadBatchRequest) ProtoMessage() {}
+
+func (x *ReadBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadBatchRequest.ProtoReflect.Descriptor instead.
+func (*ReadBatchRequest) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReadBatchRequest) GetReads() []*ReadRequest {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+// ReadBatchResponse answers each read of a batch, in order; error is set
+// (and the read empty) for a read that failed.
+type ReadBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reads         []*ReadResponse        `protobuf:"bytes,1,rep,name=reads,proto3" json:"reads,omitempty"`
+	Errors        []string               `protobuf:"bytes,2,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadBatchResponse) Reset() {
+	*x = ReadBatchResponse{}
+	mi := &file_kv_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadBatchResponse) ProtoMessage() {}
+
+func (x *ReadBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kv_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadBatchResponse.ProtoReflect.Descriptor instead.
+func (*ReadBatchResponse) Descriptor() ([]byte, []int) {
+	return file_kv_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReadBatchResponse) GetReads() []*ReadResponse {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+func (x *ReadBatchResponse) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
 var File_kv_proto protoreflect.FileDescriptor
 
 const file_kv_proto_rawDesc = "" +
 	"\n" +
-	"\bkv.proto\x12\tringkv.v1\x1a\frecord.proto\"\xe1\x01\n" +
+	"\bkv.proto\x12\tringkv.v1\x1a\frecord.proto\"\xe0\x02\n" +
 	"\tKVRequest\x12>\n" +
 	"\n" +
 	"coordinate\x18\x01 \x01(\v2\x1c.ringkv.v1.CoordinateRequestH\x00R\n" +
 	"coordinate\x12/\n" +
 	"\x05write\x18\x02 \x01(\v2\x17.ringkv.v1.WriteRequestH\x00R\x05write\x12,\n" +
 	"\x04read\x18\x03 \x01(\v2\x16.ringkv.v1.ReadRequestH\x00R\x04read\x12/\n" +
-	"\x05purge\x18\x04 \x01(\v2\x17.ringkv.v1.PurgeRequestH\x00R\x05purgeB\x04\n" +
-	"\x02op\"\xea\x01\n" +
+	"\x05purge\x18\x04 \x01(\v2\x17.ringkv.v1.PurgeRequestH\x00R\x05purge\x12?\n" +
+	"\vwrite_batch\x18\x05 \x01(\v2\x1c.ringkv.v1.WriteBatchRequestH\x00R\n" +
+	"writeBatch\x12<\n" +
+	"\n" +
+	"read_batch\x18\x06 \x01(\v2\x1b.ringkv.v1.ReadBatchRequestH\x00R\treadBatchB\x04\n" +
+	"\x02op\"\xeb\x02\n" +
 	"\n" +
 	"KVResponse\x12?\n" +
 	"\n" +
@@ -761,7 +1021,11 @@ const file_kv_proto_rawDesc = "" +
 	"coordinate\x120\n" +
 	"\x05write\x18\x02 \x01(\v2\x18.ringkv.v1.WriteResponseH\x00R\x05write\x12-\n" +
 	"\x04read\x18\x03 \x01(\v2\x17.ringkv.v1.ReadResponseH\x00R\x04read\x120\n" +
-	"\x05purge\x18\x04 \x01(\v2\x18.ringkv.v1.PurgeResponseH\x00R\x05purgeB\b\n" +
+	"\x05purge\x18\x04 \x01(\v2\x18.ringkv.v1.PurgeResponseH\x00R\x05purge\x12@\n" +
+	"\vwrite_batch\x18\x05 \x01(\v2\x1d.ringkv.v1.WriteBatchResponseH\x00R\n" +
+	"writeBatch\x12=\n" +
+	"\n" +
+	"read_batch\x18\x06 \x01(\v2\x1c.ringkv.v1.ReadBatchResponseH\x00R\treadBatchB\b\n" +
 	"\x06result\"\xc3\x01\n" +
 	"\x11CoordinateRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
@@ -794,7 +1058,16 @@ const file_kv_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\x06R\x06digest\"'\n" +
 	"\rPurgeResponse\x12\x16\n" +
-	"\x06purged\x18\x01 \x01(\bR\x06purgedB!Z\x1fgithub.com/ringkv/ringkv/dht/pbb\x06proto3"
+	"\x06purged\x18\x01 \x01(\bR\x06purged\"D\n" +
+	"\x11WriteBatchRequest\x12/\n" +
+	"\x06writes\x18\x01 \x03(\v2\x17.ringkv.v1.WriteRequestR\x06writes\",\n" +
+	"\x12WriteBatchResponse\x12\x16\n" +
+	"\x06errors\x18\x01 \x03(\tR\x06errors\"@\n" +
+	"\x10ReadBatchRequest\x12,\n" +
+	"\x05reads\x18\x01 \x03(\v2\x16.ringkv.v1.ReadRequestR\x05reads\"Z\n" +
+	"\x11ReadBatchResponse\x12-\n" +
+	"\x05reads\x18\x01 \x03(\v2\x17.ringkv.v1.ReadResponseR\x05reads\x12\x16\n" +
+	"\x06errors\x18\x02 \x03(\tR\x06errorsB!Z\x1fgithub.com/ringkv/ringkv/dht/pbb\x06proto3"
 
 var (
 	file_kv_proto_rawDescOnce sync.Once
@@ -808,7 +1081,7 @@ func file_kv_proto_rawDescGZIP() []byte {
 	return file_kv_proto_rawDescData
 }
 
-var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_kv_proto_goTypes = []any{
 	(*KVRequest)(nil),          // 0: ringkv.v1.KVRequest
 	(*KVResponse)(nil),         // 1: ringkv.v1.KVResponse
@@ -820,27 +1093,38 @@ var file_kv_proto_goTypes = []any{
 	(*ReadResponse)(nil),       // 7: ringkv.v1.ReadResponse
 	(*PurgeRequest)(nil),       // 8: ringkv.v1.PurgeRequest
 	(*PurgeResponse)(nil),      // 9: ringkv.v1.PurgeResponse
-	(*Dot)(nil),                // 10: ringkv.v1.Dot
-	(*Record)(nil),             // 11: ringkv.v1.Record
+	(*WriteBatchRequest)(nil),  // 10: ringkv.v1.WriteBatchRequest
+	(*WriteBatchResponse)(nil), // 11: ringkv.v1.WriteBatchResponse
+	(*ReadBatchRequest)(nil),   // 12: ringkv.v1.ReadBatchRequest
+	(*ReadBatchResponse)(nil),  // 13: ringkv.v1.ReadBatchResponse
+	(*Dot)(nil),                // 14: ringkv.v1.Dot
+	(*Record)(nil),             // 15: ringkv.v1.Record
 }
 var file_kv_proto_depIdxs = []int32{
 	2,  // 0: ringkv.v1.KVRequest.coordinate:type_name -> ringkv.v1.CoordinateRequest
 	4,  // 1: ringkv.v1.KVRequest.write:type_name -> ringkv.v1.WriteRequest
 	6,  // 2: ringkv.v1.KVRequest.read:type_name -> ringkv.v1.ReadRequest
 	8,  // 3: ringkv.v1.KVRequest.purge:type_name -> ringkv.v1.PurgeRequest
-	3,  // 4: ringkv.v1.KVResponse.coordinate:type_name -> ringkv.v1.CoordinateResponse
-	5,  // 5: ringkv.v1.KVResponse.write:type_name -> ringkv.v1.WriteResponse
-	7,  // 6: ringkv.v1.KVResponse.read:type_name -> ringkv.v1.ReadResponse
-	9,  // 7: ringkv.v1.KVResponse.purge:type_name -> ringkv.v1.PurgeResponse
-	10, // 8: ringkv.v1.CoordinateRequest.context:type_name -> ringkv.v1.Dot
-	10, // 9: ringkv.v1.CoordinateResponse.context:type_name -> ringkv.v1.Dot
-	11, // 10: ringkv.v1.WriteRequest.record:type_name -> ringkv.v1.Record
-	11, // 11: ringkv.v1.ReadResponse.record:type_name -> ringkv.v1.Record
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 4: ringkv.v1.KVRequest.write_batch:type_name -> ringkv.v1.WriteBatchRequest
+	12, // 5: ringkv.v1.KVRequest.read_batch:type_name -> ringkv.v1.ReadBatchRequest
+	3,  // 6: ringkv.v1.KVResponse.coordinate:type_name -> ringkv.v1.CoordinateResponse
+	5,  // 7: ringkv.v1.KVResponse.write:type_name -> ringkv.v1.WriteResponse
+	7,  // 8: ringkv.v1.KVResponse.read:type_name -> ringkv.v1.ReadResponse
+	9,  // 9: ringkv.v1.KVResponse.purge:type_name -> ringkv.v1.PurgeResponse
+	11, // 10: ringkv.v1.KVResponse.write_batch:type_name -> ringkv.v1.WriteBatchResponse
+	13, // 11: ringkv.v1.KVResponse.read_batch:type_name -> ringkv.v1.ReadBatchResponse
+	14, // 12: ringkv.v1.CoordinateRequest.context:type_name -> ringkv.v1.Dot
+	14, // 13: ringkv.v1.CoordinateResponse.context:type_name -> ringkv.v1.Dot
+	15, // 14: ringkv.v1.WriteRequest.record:type_name -> ringkv.v1.Record
+	15, // 15: ringkv.v1.ReadResponse.record:type_name -> ringkv.v1.Record
+	4,  // 16: ringkv.v1.WriteBatchRequest.writes:type_name -> ringkv.v1.WriteRequest
+	6,  // 17: ringkv.v1.ReadBatchRequest.reads:type_name -> ringkv.v1.ReadRequest
+	7,  // 18: ringkv.v1.ReadBatchResponse.reads:type_name -> ringkv.v1.ReadResponse
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_kv_proto_init() }
@@ -854,12 +1138,16 @@ func file_kv_proto_init() {
 		(*KVRequest_Write)(nil),
 		(*KVRequest_Read)(nil),
 		(*KVRequest_Purge)(nil),
+		(*KVRequest_WriteBatch)(nil),
+		(*KVRequest_ReadBatch)(nil),
 	}
 	file_kv_proto_msgTypes[1].OneofWrappers = []any{
 		(*KVResponse_Coordinate)(nil),
 		(*KVResponse_Write)(nil),
 		(*KVResponse_Read)(nil),
 		(*KVResponse_Purge)(nil),
+		(*KVResponse_WriteBatch)(nil),
+		(*KVResponse_ReadBatch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -867,7 +1155,7 @@ func file_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kv_proto_rawDesc), len(file_kv_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -42,17 +42,20 @@ type View interface {
 // reads from R replicas with read repair, and hands hints off. It is safe
 // for concurrent use.
 type Engine struct {
-	cfg   Config
+	cfg    Config
 	self   peer.ID
 	prefix uint64 // the node part of its actors (see actor.go)
-	tr    dht.Transport
-	st    dht.Store
-	view  View
-	clock dht.Clock
-	log   *slog.Logger
-	m     *metrics
+	tr     dht.Transport
+	st     dht.Store
+	view   View
+	clock  dht.Clock
+	log    *slog.Logger
+	m      *metrics
 
 	locks [256]sync.Mutex // striped by key position; guards read-merge-write of one key
+
+	writes *batchers[*pb.WriteRequest, struct{}]       // replica writes, coalesced per peer
+	reads  *batchers[*pb.ReadRequest, *pb.ReadResponse] // replica reads, coalesced per peer
 
 	epochMu  sync.Mutex
 	epoch    uint64 // last epoch handed out; guarded by epochMu
@@ -60,7 +63,7 @@ type Engine struct {
 
 	hintsMu sync.Mutex
 	hinted  map[string]map[peer.ID]struct{} // hint-key prefix of a key -> targets it has hints for; guarded by hintsMu
-	hints   atomic.Int64   // total hints stored
+	hints   atomic.Int64                    // total hints stored
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -81,11 +84,14 @@ func New(cfg Config, self peer.ID, tr dht.Transport, st dht.Store, view View, cl
 		clk = dht.SystemClock{}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Engine{
+	e := &Engine{
 		cfg: cfg, self: self, prefix: actorPrefix(string(self)), tr: tr, st: st, view: view, clock: clk,
 		log: cfg.Logger, m: newMetrics(cfg.Registerer), hinted: map[string]map[peer.ID]struct{}{},
 		ctx: ctx, cancel: cancel,
-	}, nil
+	}
+	e.writes = newBatchers(e, e.exchangeWrites)
+	e.reads = newBatchers(e, e.exchangeReads)
+	return e, nil
 }
 
 // Start loads the hint index, registers the protocol handler and starts
@@ -228,6 +234,12 @@ func (e *Engine) handle(ctx context.Context, from peer.ID, req proto.Message) (p
 	}
 	if p := r.GetPurge(); p != nil {
 		return e.handlePurge(ctx, p)
+	}
+	if b := r.GetWriteBatch(); b != nil {
+		return e.handleWriteBatch(ctx, b)
+	}
+	if b := r.GetReadBatch(); b != nil {
+		return e.handleReadBatch(ctx, b)
 	}
 	e.m.refused.WithLabelValues("empty").Inc()
 	return nil, fmt.Errorf("%w: empty request", ErrBadRequest)

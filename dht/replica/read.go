@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -41,10 +42,14 @@ func (a readAnswer) counts() bool {
 	return a.err == nil && (a.t.hintFor == "" || a.found)
 }
 
-// Read asks the key's replicas in parallel and returns once r of them
-// answered (0 uses Config.ReadQuorum), merging their records. Replicas
-// found stale, or missing the key, are repaired in the background once
-// every replica answered or RepairWait passed.
+// Read asks R of the key's replicas (this node first when it is one) and
+// returns once R answers count, merging their records. It asks the next
+// replica when one fails or does not count, and all of them when the
+// quorum is not in after SpeculativeRead, so a slow or paused replica
+// costs a few milliseconds, not a timeout. A share ReadRepairChance of
+// reads asks every replica from the start. Replicas found stale or
+// missing the key among those asked are repaired in the background once
+// they all answered or RepairWait passed.
 func (e *Engine) Read(ctx context.Context, key []byte, r int) (ReadResult, error) {
 	if e.closed.Load() {
 		return ReadResult{}, dht.ErrClosed
@@ -56,47 +61,31 @@ func (e *Engine) Read(ctx context.Context, key []byte, r int) (ReadResult, error
 	}
 	r = min(r, e.cfg.Replicas)
 	pos := ring.KeyPos(key)
-	targets := e.readTargets(pos)
-	answers := make(chan readAnswer, len(targets))
-	// Remote reads go out first, so the local read overlaps them.
-	var local *target
-	asked := 0
-	for _, t := range targets {
-		if t.id == e.self {
-			local = &t
-			asked++
-			continue
-		}
-		launched := e.goBackground(func(bg context.Context) {
-			cctx, cancel := context.WithTimeout(bg, e.cfg.RequestTimeout)
-			defer cancel()
-			rec, found, err := e.callRead(cctx, t.id, key)
-			answers <- readAnswer{t: t, rec: rec, found: found, err: err}
-		})
-		if launched {
-			asked++
-		}
+	q := e.newReadQuery(pos, key, e.readTargets(pos))
+	q.ask(ctx, r)
+	if rand.Float64() < e.cfg.ReadRepairChance {
+		q.ask(ctx, len(q.targets))
 	}
-	if local != nil {
-		rec, found, err := e.localRecord(ctx, pos, key)
-		answers <- readAnswer{t: *local, rec: rec, found: found, err: err}
-	}
-	var got []readAnswer
+	spec := time.NewTimer(e.cfg.SpeculativeRead)
+	defer spec.Stop()
 	res := ReadResult{}
-	for len(got) < asked && res.Answered < r {
+	for res.Answered < r && len(q.got) < q.asked {
 		select {
-		case a := <-answers:
-			got = append(got, a)
+		case a := <-q.answers:
+			q.got = append(q.got, a)
 			if a.err != nil {
 				e.log.Debug("replica read failed", "peer", a.t.id, "err", a.err)
-				continue
 			}
 			if a.counts() {
 				res.Answered++
+			} else {
+				q.ask(ctx, q.asked+1) // replace it with the next replica
 			}
-			if a.found {
+			if a.err == nil && a.found {
 				res.Record, res.Found = version.Merge(res.Record, a.rec), true
 			}
+		case <-spec.C:
+			q.ask(ctx, len(q.targets))
 		case <-ctx.Done():
 			e.m.reads.WithLabelValues("timeout").Inc()
 			return res, fmt.Errorf("replica: read: %w", ctx.Err())
@@ -110,30 +99,84 @@ func (e *Engine) Read(ctx context.Context, key []byte, r int) (ReadResult, error
 		res.Record = version.ResolveLWW(res.Record)
 	}
 	e.m.reads.WithLabelValues("ok").Inc()
-	e.repairLater(key, got, answers, asked)
+	e.repairLater(key, q.got, q.answers, q.asked)
 	return res, nil
 }
 
+// readQuery is one read's targets and the answers coming back.
+type readQuery struct {
+	e       *Engine
+	pos     uint64
+	key     []byte
+	targets []target // this node first when it is a target
+	asked   int      // targets[:asked] were asked
+	answers chan readAnswer
+	got     []readAnswer
+}
+
+func (e *Engine) newReadQuery(pos uint64, key []byte, targets []target) *readQuery {
+	for i, t := range targets {
+		if t.id == e.self && i > 0 {
+			targets[0], targets[i] = targets[i], targets[0]
+			break
+		}
+	}
+	return &readQuery{e: e, pos: pos, key: key, targets: targets, answers: make(chan readAnswer, len(targets))}
+}
+
+// ask asks targets until n of them have been asked (or none is left).
+// Remote reads go out before the local one, so they overlap it.
+func (q *readQuery) ask(ctx context.Context, n int) {
+	n = min(n, len(q.targets))
+	var local *target
+	for ; q.asked < n; q.asked++ {
+		t := q.targets[q.asked]
+		if t.id == q.e.self {
+			local = &t
+			continue
+		}
+		launched := q.e.goBackground(func(bg context.Context) {
+			cctx, cancel := context.WithTimeout(bg, q.e.cfg.RequestTimeout)
+			defer cancel()
+			rec, found, err := q.e.callRead(cctx, t.id, q.key)
+			q.answers <- readAnswer{t: t, rec: rec, found: found, err: err}
+		})
+		if !launched {
+			q.answers <- readAnswer{t: t, err: dht.ErrClosed}
+		}
+	}
+	if local != nil {
+		rec, found, err := q.e.localRecord(ctx, q.pos, q.key)
+		q.answers <- readAnswer{t: *local, rec: rec, found: found, err: err}
+	}
+}
+
+// callRead asks peer id for its record of key, coalesced with other
+// reads from the same peer (see batch.go).
 func (e *Engine) callRead(ctx context.Context, id peer.ID, key []byte) (dht.Record, bool, error) {
-	var resp pb.KVResponse
-	req := &pb.KVRequest{Op: &pb.KVRequest_Read{Read: &pb.ReadRequest{Key: key}}}
-	if err := e.tr.Call(ctx, id, Protocol, req, &resp); err != nil {
+	rr, err := e.reads.to(id).submit(ctx, &pb.ReadRequest{Key: key}, len(key))
+	if err != nil {
 		return dht.Record{}, false, err
 	}
-	rr := resp.GetRead()
-	if rr == nil {
-		return dht.Record{}, false, fmt.Errorf("%w: %s answered a read without a result", dht.ErrUnreachable, id)
-	}
-	if rr.Found {
-		if err := e.checkRecord(rr.Record); err != nil {
+	if rr.GetFound() {
+		if err := e.checkRecord(rr.GetRecord()); err != nil {
 			return dht.Record{}, false, err
 		}
 	}
-	return dht.RecordFromPB(rr.Record), rr.Found, nil
+	return dht.RecordFromPB(rr.GetRecord()), rr.GetFound(), nil
 }
 
 func (e *Engine) handleRead(ctx context.Context, r *pb.ReadRequest) (*pb.KVResponse, error) {
-	if err := e.checkKey(r.Key); err != nil {
+	out, err := e.readLocal(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.KVResponse{Result: &pb.KVResponse_Read{Read: out}}, nil
+}
+
+// readLocal answers one replica read from this node's store.
+func (e *Engine) readLocal(ctx context.Context, r *pb.ReadRequest) (*pb.ReadResponse, error) {
+	if err := e.checkKey(r.GetKey()); err != nil {
 		return nil, err
 	}
 	rec, found, err := e.localRecord(ctx, ring.KeyPos(r.Key), r.Key)
@@ -144,7 +187,7 @@ func (e *Engine) handleRead(ctx context.Context, r *pb.ReadRequest) (*pb.KVRespo
 	if found {
 		out.Record = dht.RecordToPB(rec)
 	}
-	return &pb.KVResponse{Result: &pb.KVResponse_Read{Read: out}}, nil
+	return out, nil
 }
 
 // repairLater collects the answers still outstanding (up to RepairWait),

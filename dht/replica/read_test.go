@@ -132,8 +132,9 @@ func TestRead(t *testing.T) {
 	}
 }
 
-// TestReadRepair checks that a read writes the merged record to every
-// natural replica whose answer was stale or missing, and only to those.
+// TestReadRepair checks that a read that asks every replica
+// (ReadRepairChance 1) writes the merged record to every natural replica
+// whose answer was stale or missing, and only to those.
 func TestReadRepair(t *testing.T) {
 	nat := func(i int) func(r roles) peer.ID { return func(r roles) peer.ID { return r.nat[i] } }
 	v1 := func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[0], "v1", 100) }
@@ -173,7 +174,9 @@ func TestReadRepair(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newCluster(t, 4, testConfig())
+			cfg := testConfig()
+			cfg.ReadRepairChance = 1 // ask every replica, so every one is repaired
+			c := newCluster(t, 4, cfg)
 			r := c.roles("repair-key")
 			c.plant(t, r, tt.seeds)
 			reader := c.node(r.nat[0])
@@ -272,7 +275,9 @@ func TestReadReplicaRefusesOversizedAnswer(t *testing.T) {
 	}
 	c.wrap(r.nat[1], func(dht.Handler) dht.Handler {
 		return func(context.Context, peer.ID, proto.Message) (proto.Message, error) {
-			return &pb.KVResponse{Result: &pb.KVResponse_Read{Read: &pb.ReadResponse{Found: true, Record: huge}}}, nil
+			return &pb.KVResponse{Result: &pb.KVResponse_ReadBatch{ReadBatch: &pb.ReadBatchResponse{
+				Reads: []*pb.ReadResponse{{Found: true, Record: huge}}, Errors: []string{""},
+			}}}, nil
 		}
 	})
 	reader := c.node(r.nat[0])

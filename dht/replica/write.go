@@ -422,32 +422,23 @@ func (f *fanout) fallback(t target) {
 	f.send(target{id: fb, hintFor: owner})
 }
 
+// callWrite sends one replica write to t, coalesced with other writes to
+// the same peer (see batch.go).
 func (e *Engine) callWrite(ctx context.Context, t target, key []byte, rec dht.Record) error {
 	req := &pb.WriteRequest{Key: key, Record: dht.RecordToPB(rec)}
 	if t.hintFor != "" {
 		req.HintFor = []byte(t.hintFor)
 	}
-	var resp pb.KVResponse
-	return e.tr.Call(ctx, t.id, Protocol, &pb.KVRequest{Op: &pb.KVRequest_Write{Write: req}}, &resp)
+	size := len(key)
+	for _, v := range rec.Versions {
+		size += len(v.Value) + 32
+	}
+	_, err := e.writes.to(t.id).submit(ctx, req, size)
+	return err
 }
 
 func (e *Engine) handleWrite(ctx context.Context, r *pb.WriteRequest) (*pb.KVResponse, error) {
-	if err := e.checkKey(r.Key); err != nil {
-		return nil, err
-	}
-	if err := e.checkRecord(r.Record); err != nil {
-		return nil, err
-	}
-	var hintFor peer.ID
-	if len(r.HintFor) > 0 {
-		id, err := peer.IDFromBytes(r.HintFor)
-		if err != nil {
-			e.m.refused.WithLabelValues("hint_for").Inc()
-			return nil, fmt.Errorf("%w: bad hint target", ErrBadRequest)
-		}
-		hintFor = id
-	}
-	if _, err := e.apply(ctx, ring.KeyPos(r.Key), r.Key, dht.RecordFromPB(r.Record), hintFor); err != nil {
+	if err := e.applyWrite(ctx, r); err != nil {
 		return nil, err
 	}
 	return &pb.KVResponse{Result: &pb.KVResponse_Write{Write: &pb.WriteResponse{}}}, nil
