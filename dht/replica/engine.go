@@ -54,7 +54,7 @@ type Engine struct {
 
 	locks [256]sync.Mutex // striped by key position; guards read-merge-write of one key
 
-	writes *batchers[*pb.WriteRequest, struct{}]       // replica writes, coalesced per peer
+	writes *batchers[*pb.WriteRequest, struct{}]        // replica writes, coalesced per peer
 	reads  *batchers[*pb.ReadRequest, *pb.ReadResponse] // replica reads, coalesced per peer
 
 	epochMu  sync.Mutex
