@@ -99,3 +99,49 @@ func TestFiveDaemonsServeEveryKeyFromEveryNode(t *testing.T) {
 		t.Fatalf("ring shares sum to %v", total)
 	}
 }
+
+// TestLeaveHandsOffAndExits: `ringkv leave` makes the daemon hand its data
+// to the nodes that take over its ranges, announce its departure and exit
+// cleanly; the others list it as left and still serve every key with R=2.
+func TestLeaveHandsOffAndExits(t *testing.T) {
+	nodes := startCluster(t, 4)
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		if _, err := nodes[0].client().Put(ctx, []byte(fmt.Sprintf("k%d", i)), []byte("v"), client.WriteOptions{W: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leaver := nodes[3]
+	id := leaver.status().PeerID
+	if r := leaver.cli("", "leave"); r.code != 0 || !strings.Contains(r.stdout, "left") {
+		t.Fatalf("leave: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	done := make(chan error, 1)
+	go func() { done <- leaver.cmd.Wait() }()
+	select {
+	case err := <-done:
+		leaver.stopped = true
+		if err != nil {
+			t.Fatalf("the daemon did not exit cleanly after leave: %v\n%s", err, leaver.logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the daemon did not exit within 30s of leave")
+	}
+	waitFor(t, 30*time.Second, "the others to list the leaver as left", func() bool {
+		ms, err := nodes[0].client().Members(ctx)
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.ID == id {
+				return m.State == "left"
+			}
+		}
+		return false
+	})
+	for i := 0; i < 100; i++ {
+		if v, err := nodes[1].client().GetValue(ctx, []byte(fmt.Sprintf("k%d", i)), client.ReadOptions{R: 2}); err != nil || string(v) != "v" {
+			t.Fatalf("after the leave, k%d = %q, %v", i, v, err)
+		}
+	}
+}

@@ -81,10 +81,14 @@ five() {
   say "five daemons (N=3 W=2 R=2) vs OpenDHT with five nodes"
   start_nodes 5
   echo "-- ringkv put through node 1, -c 50"; rk bench --op put -c 50 -n "$N_OPS"
-  echo "-- ringkv get through node 1, -c 50"; rk bench --op get -c 50 -n "$N_OPS" --no-fill
+  echo "-- ringkv get through node 1, -c 50"; rk bench --op get -c 50 -n "$N_OPS"
   echo "-- ringkv sequential put / get (-c 1)"; rk bench --op put -c 1 -n 2000; rk bench --op get -c 1 -n 2000 --no-fill
-  echo "-- mean hops reported by the daemons"
-  for i in 1 2 3 4 5; do "$BIN" --data-dir "$WORK/n$i" status -o json | grep mean_hops; done
+  echo "-- ringkv sequential get with R=1 (as OpenDHT's gets: first answer wins)"; rk bench --op get -c 1 -n 2000 --no-fill --consistency one
+  echo "-- lookups: 200 iterative locates through each node, then the mean hops each daemon reports"
+  for i in 1 2 3 4 5; do
+    for k in $(seq 200); do "$BIN" --data-dir "$WORK/n$i" locate "bench:$k" >/dev/null; done
+    "$BIN" --data-dir "$WORK/n$i" status -o json | grep mean_hops
+  done
   stop_nodes
   echo "-- OpenDHT, 5 nodes (3 processes), sequential put/get"
   /usr/bin/python3 "$PEERS/opendht_bench.py" 5 1000 --procs
@@ -96,7 +100,8 @@ three() {
   for c in 50 1; do
     n=$N_OPS; [ $c = 1 ] && n=5000
     echo "-- ringkv put -c $c"; rk bench --op put -c $c -n $n --value-size 100
-    echo "-- ringkv get -c $c"; rk bench --op get -c $c -n $n --value-size 100 --no-fill
+    fill=""; [ $c = 1 ] && fill=--no-fill
+    echo "-- ringkv get -c $c"; rk bench --op get -c $c -n $n --value-size 100 $fill
   done
   stop_nodes
   "$PEERS/etcd-cluster.sh" start "$WORK/etcd" >/dev/null
