@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -92,7 +93,7 @@ type node struct {
 	t       *testing.T
 	dir     string
 	cmd     *exec.Cmd
-	logs    *bytes.Buffer
+	logs    *syncBuffer
 	api     string
 	args    []string
 	stopped bool
@@ -102,7 +103,7 @@ type node struct {
 // waits until its API answers /readyz.
 func startNode(t *testing.T, dir string, extra ...string) *node {
 	t.Helper()
-	n := &node{t: t, dir: dir, logs: &bytes.Buffer{}}
+	n := &node{t: t, dir: dir, logs: &syncBuffer{}}
 	n.args = append([]string{"daemon", "--data-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0",
 		"--api", "127.0.0.1:0", "--timing", "local", "--log-level", "debug"}, extra...)
 	n.start()
@@ -191,6 +192,25 @@ func (n *node) bootstrapAddr() string {
 	}
 	n.t.Fatalf("node has no loopback TCP address: %v", n.status().Addrs)
 	return ""
+}
+
+// syncBuffer collects a daemon's output, written by exec's copying
+// goroutine while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // waitFor polls cond until it holds or the bound passes.
