@@ -29,6 +29,7 @@ func (v engineView) Pending(pos uint64) []peer.ID {
 
 func (v engineView) Walk(pos uint64, fn func(peer.ID) bool) { v.p.Serving().Walk(pos, fn) }
 func (v engineView) Alive(id peer.ID) bool                  { return v.p.Alive(id) }
+func (v engineView) Down(id peer.ID) bool                   { return !v.p.Alive(id) }
 
 // newEngineCluster is a cluster whose nodes run the real replica engine
 // (as dht/node wires them) instead of the fake.

@@ -143,6 +143,17 @@ func (v *view) Alive(id peer.ID) bool {
 	return v.alive[id]
 }
 
+// Down reports whether id is dead, left or unknown: not even a suspect.
+func (v *view) Down(id peer.ID) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if id == v.self {
+		return false
+	}
+	m, ok := v.members[id]
+	return !ok || !m.State.Live()
+}
+
 // member returns what the view knows of id.
 func (v *view) member(id peer.ID) (dht.Member, bool) {
 	v.mu.RLock()

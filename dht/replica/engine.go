@@ -35,6 +35,8 @@ type View interface {
 	Walk(pos uint64, fn func(peer.ID) bool)
 	// Alive reports whether the failure detector believes id reachable.
 	Alive(id peer.ID) bool
+	// Down reports whether id is known dead or gone (not merely suspect).
+	Down(id peer.ID) bool
 }
 
 // Engine replicates keys: it coordinates client writes at a replica, fans

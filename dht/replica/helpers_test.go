@@ -111,6 +111,9 @@ func (v *fakeView) Alive(id peer.ID) bool {
 	return v.members[id] && !v.dead[id]
 }
 
+// Down: the fake has no suspects, so down is not alive.
+func (v *fakeView) Down(id peer.ID) bool { return !v.Alive(id) }
+
 func (v *fakeView) setDead(dead bool, ids ...peer.ID) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

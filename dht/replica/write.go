@@ -244,7 +244,7 @@ func (e *Engine) writeTargets(pos uint64, w int) ([]target, int) {
 	if w <= 0 {
 		w = e.cfg.WriteQuorum
 	}
-	targets := e.readTargets(pos)
+	targets := e.targets(pos, e.view.Alive)
 	w = min(w, e.cfg.Replicas)
 	required := w
 	for _, p := range e.view.Pending(pos) {
@@ -256,14 +256,22 @@ func (e *Engine) writeTargets(pos uint64, w int) ([]target, int) {
 	return targets, required
 }
 
-// readTargets lists the natural replicas of pos that are alive, and a
-// fallback for each one that is not.
+// readTargets lists where a read of pos goes: the natural replicas that
+// are not known dead (a suspect replica is asked: it is probably alive,
+// and a stand-in counts toward R only if it holds the key), and a
+// fallback for each one that is.
 func (e *Engine) readTargets(pos uint64) []target {
+	return e.targets(pos, func(id peer.ID) bool { return !e.view.Down(id) })
+}
+
+// targets lists the natural replicas of pos that usable accepts, and a
+// fallback for each one it refuses.
+func (e *Engine) targets(pos uint64, usable func(peer.ID) bool) []target {
 	nat := e.view.Natural(pos)
 	targets := make([]target, 0, len(nat))
 	var down []peer.ID
 	for _, id := range nat {
-		if id == e.self || e.view.Alive(id) {
+		if id == e.self || usable(id) {
 			targets = append(targets, target{id: id})
 		} else {
 			down = append(down, id)
