@@ -178,7 +178,7 @@ func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request, key []byte) {
 		w.Write(res.Siblings[0].Value)
 		return
 	}
-	body := client.GetResponse{Key: string(key), Context: res.Context, Answered: res.Answered}
+	body := client.GetResponse{Key: string(key), Context: res.Context, Answered: res.Answered, Hinted: res.Hinted}
 	if !res.ExpiresAt.IsZero() {
 		t := res.ExpiresAt.UTC()
 		body.ExpiresAt = &t

@@ -24,10 +24,13 @@ type WriteResponse struct {
 // GetResponse is the JSON form of a read (GET with Accept:
 // application/json or ?format=json, and the body of a 300 answer).
 type GetResponse struct {
-	Key       string     `json:"key"`
-	Siblings  []Sibling  `json:"siblings"`
-	Context   string     `json:"context"`
-	Answered  int        `json:"answered"`
+	Key      string    `json:"key"`
+	Siblings []Sibling `json:"siblings"`
+	Context  string    `json:"context"`
+	Answered int       `json:"answered"`
+	// Hinted is how many of the answers came from fallback nodes standing
+	// in for down replicas (a sloppy read quorum).
+	Hinted    int        `json:"hinted"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 

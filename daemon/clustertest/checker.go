@@ -86,6 +86,11 @@ type Report struct {
 	// acknowledged write had superseded before they started. Sloppy
 	// quorums allow both; they are reported, not failures.
 	StaleReads int
+	// StaleStrict counts the stale reads a sloppy quorum does not explain:
+	// the write they missed was acknowledged by natural replicas only and
+	// the read was answered by natural replicas only, so with W + R > N
+	// the two must have met.
+	StaleStrict int
 
 	// AvailOps are the ops invoked while at most one node was down or cut
 	// off; Availability is the fraction of them that succeeded.
@@ -122,9 +127,9 @@ func (r *Report) Summary() string {
 	if r.RootsS >= 0 {
 		roots = fmt.Sprintf("%.1f", r.RootsS)
 	}
-	return fmt.Sprintf("ops=%d acked=%d faults=%d lost=%d phantom=%d converged_s=%s availability=%.4f avail_ops=%d unknown=%d failed=%d resurrected=%d unverified=%d stale_reads=%d roots_s=%s hints=%d",
+	return fmt.Sprintf("ops=%d acked=%d faults=%d lost=%d phantom=%d converged_s=%s availability=%.4f avail_ops=%d unknown=%d failed=%d resurrected=%d unverified=%d stale_reads=%d stale_strict=%d roots_s=%s hints=%d",
 		r.Ops, r.Acked, r.Faults, len(r.Lost), len(r.Phantoms), conv, r.Availability, r.AvailOps,
-		r.Unknown, r.Failed, len(r.Resurrected), len(r.Unverified), r.StaleReads, roots, r.Hints)
+		r.Unknown, r.Failed, len(r.Resurrected), len(r.Unverified), r.StaleReads, r.StaleStrict, roots, r.Hints)
 }
 
 // Check judges a history. The rules, for values written by puts (every
@@ -380,13 +385,20 @@ func (c *check) stale() {
 		if g.Kind != KindGet || g.Result != ResultOK || g.Final {
 			continue
 		}
-		if c.readIsStale(g, putsByKey[g.Key]) {
+		if missed := c.staleBecause(g, putsByKey[g.Key]); missed != nil {
 			c.r.StaleReads++
+			if missed.Hinted == 0 && g.Hinted == 0 {
+				c.r.StaleStrict++
+			}
 		}
 	}
 }
 
-func (c *check) readIsStale(g *Op, puts []*Op) bool {
+// staleBecause returns the acknowledged write g should have seen and did
+// not: a put completed before g started whose value g misses (and no
+// write invoked before g completed superseded), or a write completed
+// before g started that superseded a value g returned. Nil if g is fresh.
+func (c *check) staleBecause(g *Op, puts []*Op) *Op {
 	for _, p := range puts {
 		if p.Complete >= g.Invoke || slices.Contains(g.Values, p.Value) {
 			continue
@@ -399,17 +411,17 @@ func (c *check) readIsStale(g *Op, puts []*Op) bool {
 			}
 		}
 		if !coveredBefore {
-			return true
+			return p
 		}
 	}
 	for _, v := range g.Values {
 		for _, w := range c.covers[v] {
 			if w.Result == ResultOK && w.Complete < g.Invoke {
-				return true
+				return w
 			}
 		}
 	}
-	return false
+	return nil
 }
 
 // availability is the fraction of ops that succeeded among those invoked

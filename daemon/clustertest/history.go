@@ -70,8 +70,12 @@ type Op struct {
 	// key was not found.
 	Values []string `json:"values,omitempty"`
 	// Final marks the reads made after healing and convergence.
-	Final bool   `json:"final,omitempty"`
-	Err   string `json:"err,omitempty"`
+	Final bool `json:"final,omitempty"`
+	// Hinted is, for an acknowledged put or delete, how many of its acks
+	// came from fallback nodes holding a hint (a sloppy quorum) instead of
+	// the key's natural replicas; for a get, how many of the answers did.
+	Hinted int    `json:"hinted,omitempty"`
+	Err    string `json:"err,omitempty"`
 }
 
 // Acked reports whether the op is an acknowledged write.

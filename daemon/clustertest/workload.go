@@ -147,7 +147,8 @@ func (k *worker) put(key, value string, ctxFrom int64, causal string) Op {
 	op := k.w.h.Begin(Op{Client: k.id, Node: n, Kind: KindPut, Key: key, Value: value, CtxFrom: ctxFrom})
 	ctx, cancel := context.WithTimeout(context.Background(), k.w.cfg.Timeout)
 	defer cancel()
-	_, err := k.w.clients[n].Put(ctx, []byte(key), []byte(value), client.WriteOptions{Context: causal})
+	resp, err := k.w.clients[n].Put(ctx, []byte(key), []byte(value), client.WriteOptions{Context: causal})
+	op.Hinted = resp.Hinted
 	return k.finish(op, err)
 }
 
@@ -156,7 +157,8 @@ func (k *worker) del(key string, ctxFrom int64, causal string) Op {
 	op := k.w.h.Begin(Op{Client: k.id, Node: n, Kind: KindDelete, Key: key, CtxFrom: ctxFrom})
 	ctx, cancel := context.WithTimeout(context.Background(), k.w.cfg.Timeout)
 	defer cancel()
-	_, err := k.w.clients[n].Delete(ctx, []byte(key), client.WriteOptions{Context: causal})
+	resp, err := k.w.clients[n].Delete(ctx, []byte(key), client.WriteOptions{Context: causal})
+	op.Hinted = resp.Hinted
 	return k.finish(op, err)
 }
 
@@ -169,6 +171,7 @@ func (k *worker) get(key string) (Op, string) {
 	resp, err := k.w.clients[n].Get(ctx, []byte(key), client.ReadOptions{})
 	if err == nil {
 		op.Values, err = siblingValues(resp)
+		op.Hinted = resp.Hinted
 	}
 	return k.finish(op, err), resp.Context
 }

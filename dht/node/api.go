@@ -50,6 +50,9 @@ type ReadResult struct {
 	Context string
 	// Answered is how many replicas answered before the result was built.
 	Answered int
+	// Hinted is how many of those were fallbacks standing in for a down
+	// replica.
+	Hinted int
 	// ExpiresAt is the key's expiry (zero if none).
 	ExpiresAt time.Time
 }

@@ -279,7 +279,7 @@ func (n *Node) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, 
 	if len(live) == 0 || res.Record.Expired(n.clock.Now()) {
 		return ReadResult{}, dht.ErrNotFound
 	}
-	out := ReadResult{Siblings: live, Context: version.EncodeContext(res.Record.Context), Answered: res.Answered}
+	out := ReadResult{Siblings: live, Context: version.EncodeContext(res.Record.Context), Answered: res.Answered, Hinted: res.Hinted}
 	if res.Record.ExpiresAt != 0 {
 		out.ExpiresAt = time.Unix(0, res.Record.ExpiresAt)
 	}

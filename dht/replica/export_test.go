@@ -38,6 +38,17 @@ func WriteTargets(e *Engine, pos uint64, w int) ([]TargetInfo, int) {
 	return out, required
 }
 
+// ReadPlan returns e's read targets for pos and the answers a read with
+// quorum r requires.
+func ReadPlan(e *Engine, pos uint64, r int) ([]TargetInfo, int) {
+	ts, required := e.readPlan(pos, r)
+	out := make([]TargetInfo, len(ts))
+	for i, t := range ts {
+		out[i] = TargetInfo{ID: t.id, HintFor: t.hintFor, Pending: t.pending}
+	}
+	return out, required
+}
+
 // Handle runs e's protocol handler on req as if from sent it.
 func Handle(ctx context.Context, e *Engine, from peer.ID, req proto.Message) (proto.Message, error) {
 	return e.handle(ctx, from, req)

@@ -25,6 +25,9 @@ type ReadResult struct {
 	Found bool
 	// Answered is the number of replica answers that counted toward R.
 	Answered int
+	// Hinted is how many of those came from fallback nodes standing in
+	// for a down replica (a sloppy read quorum).
+	Hinted int
 }
 
 // readAnswer is one replica's answer to a read.
@@ -43,7 +46,9 @@ func (a readAnswer) counts() bool {
 }
 
 // Read asks R of the key's replicas (this node first when it is one) and
-// returns once R answers count, merging their records. It asks the next
+// returns once R answers count, merging their records. While a node joins
+// or leaves, each live pending replica adds one to R, as it adds one to W
+// (see readPlan). It asks the next
 // replica when one fails or does not count, and all of them when the
 // quorum is not in after SpeculativeRead, so a slow or paused replica
 // costs a few milliseconds, not a timeout. A share ReadRepairChance of
@@ -56,12 +61,9 @@ func (e *Engine) Read(ctx context.Context, key []byte, r int) (ReadResult, error
 	}
 	ctx, cancel := e.bound(ctx)
 	defer cancel()
-	if r <= 0 {
-		r = e.cfg.ReadQuorum
-	}
-	r = min(r, e.cfg.Replicas)
 	pos := ring.KeyPos(key)
-	q := e.newReadQuery(pos, key, e.readTargets(pos))
+	targets, r := e.readPlan(pos, r)
+	q := e.newReadQuery(pos, key, targets)
 	q.ask(ctx, r)
 	if rand.Float64() < e.cfg.ReadRepairChance {
 		q.ask(ctx, len(q.targets))
@@ -78,6 +80,9 @@ func (e *Engine) Read(ctx context.Context, key []byte, r int) (ReadResult, error
 			}
 			if a.counts() {
 				res.Answered++
+				if a.t.hintFor != "" {
+					res.Hinted++
+				}
 			} else {
 				q.ask(ctx, q.asked+1) // replace it with the next replica
 			}
@@ -192,8 +197,15 @@ func (e *Engine) readLocal(ctx context.Context, r *pb.ReadRequest) (*pb.ReadResp
 
 // repairLater collects the answers still outstanding (up to RepairWait),
 // merges everything and writes the merged record to every natural replica
-// whose answer differed from it.
+// whose answer differed from it. When every answer is already in, it
+// decides at once and starts work only if some replica needs repair.
 func (e *Engine) repairLater(key []byte, got []readAnswer, answers <-chan readAnswer, total int) {
+	if len(got) == total {
+		if merged, stale := staleAnswers(got); len(stale) > 0 {
+			e.goBackground(func(bg context.Context) { e.repair(bg, key, merged, stale) })
+		}
+		return
+	}
 	e.goBackground(func(bg context.Context) {
 		timer := time.NewTimer(e.cfg.RepairWait)
 		defer timer.Stop()
@@ -207,35 +219,52 @@ func (e *Engine) repairLater(key []byte, got []readAnswer, answers <-chan readAn
 				return
 			}
 		}
-		var merged dht.Record
-		anyFound := false
-		for _, a := range got {
-			if a.err == nil && a.found {
-				merged, anyFound = version.Merge(merged, a.rec), true
-			}
-		}
-		if !anyFound {
-			return
-		}
-		want := merkle.RecordDigest(merged)
-		for _, a := range got {
-			if a.err != nil || a.t.hintFor != "" || (a.found && merkle.RecordDigest(a.rec) == want) {
-				continue
-			}
-			e.m.readRepairs.Inc()
-			if a.t.id == e.self {
-				if _, err := e.apply(bg, ring.KeyPos(key), key, merged, ""); err != nil {
-					e.log.Debug("read repair failed", "peer", a.t.id, "err", err)
-				}
-				continue
-			}
-			cctx, cancel := context.WithTimeout(bg, e.cfg.RequestTimeout)
-			if err := e.callWrite(cctx, target{id: a.t.id}, key, merged); err != nil {
-				e.log.Debug("read repair failed", "peer", a.t.id, "err", err)
-			}
-			cancel()
+		if merged, stale := staleAnswers(got); len(stale) > 0 {
+			e.repair(bg, key, merged, stale)
 		}
 	})
+}
+
+// staleAnswers merges the answers and lists the natural replicas whose
+// answer differs from the merge (missing the key or behind it).
+func staleAnswers(got []readAnswer) (dht.Record, []peer.ID) {
+	var merged dht.Record
+	anyFound := false
+	for _, a := range got {
+		if a.err == nil && a.found {
+			merged, anyFound = version.Merge(merged, a.rec), true
+		}
+	}
+	if !anyFound {
+		return merged, nil
+	}
+	want := merkle.RecordDigest(merged)
+	var stale []peer.ID
+	for _, a := range got {
+		if a.err != nil || a.t.hintFor != "" || (a.found && merkle.RecordDigest(a.rec) == want) {
+			continue
+		}
+		stale = append(stale, a.t.id)
+	}
+	return merged, stale
+}
+
+// repair writes merged to each stale replica.
+func (e *Engine) repair(ctx context.Context, key []byte, merged dht.Record, stale []peer.ID) {
+	for _, id := range stale {
+		e.m.readRepairs.Inc()
+		if id == e.self {
+			if _, err := e.apply(ctx, ring.KeyPos(key), key, merged, ""); err != nil {
+				e.log.Debug("read repair failed", "peer", id, "err", err)
+			}
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+		if err := e.callWrite(cctx, target{id: id}, key, merged); err != nil {
+			e.log.Debug("read repair failed", "peer", id, "err", err)
+		}
+		cancel()
+	}
 }
 
 // Purge deletes this node's record of key if it is still the tombstone

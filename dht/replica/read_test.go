@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
@@ -12,6 +13,7 @@ import (
 	"github.com/ringkv/ringkv/dht"
 	"github.com/ringkv/ringkv/dht/pb"
 	"github.com/ringkv/ringkv/dht/replica"
+	"github.com/ringkv/ringkv/dht/ring"
 	"github.com/ringkv/ringkv/dht/version"
 )
 
@@ -286,5 +288,79 @@ func TestReadReplicaRefusesOversizedAnswer(t *testing.T) {
 	}
 	if got := counter(t, reader.reg, "ringkv_replica_refused_total", "reason", "record"); got != 1 {
 		t.Fatalf("refused{reason=record} = %v, want 1", got)
+	}
+}
+
+// TestReadPlanPending: a live pending replica is asked and raises R by
+// one, as it raises W; a dead one is neither.
+func TestReadPlanPending(t *testing.T) {
+	for _, dead := range []bool{false, true} {
+		c := newCluster(t, 5, testConfig())
+		j := c.addJoiner()
+		key := c.pendingKey(j)
+		if dead {
+			c.setDead(true, j)
+		}
+		r := c.roles(key)
+		got, required := replica.ReadPlan(c.node(r.nat[0]).e, r.pos, 2)
+		want := []replica.TargetInfo{{ID: r.nat[0]}, {ID: r.nat[1]}, {ID: r.nat[2]}}
+		wantRequired := 2
+		if !dead {
+			want, wantRequired = append(want, replica.TargetInfo{ID: j, Pending: true}), 3
+		}
+		if !slices.Equal(got, want) || required != wantRequired {
+			t.Errorf("pending dead=%v: targets %v required %d, want %v required %d", dead, got, required, want, wantRequired)
+		}
+	}
+}
+
+// TestReadWithLaggingViewSeesNewReplicasWrite: a node whose view still
+// shows a join in progress reads a key whose write went, from a view
+// where the join had completed, to W of the new replicas only. Reading
+// R of the old replicas alone could miss it; the pending replica's extra
+// answer makes the read meet the write.
+func TestReadWithLaggingViewSeesNewReplicasWrite(t *testing.T) {
+	cfg := testConfig()
+	cfg.ReadRepairChance = 0
+	cfg.SpeculativeRead = time.Hour
+	c := newCluster(t, 5, cfg)
+	j := c.addJoiner()
+	r := c.roles(c.pendingKey(j))
+	future := c.ring.With(ring.Node{ID: j, Capacity: 1})
+	newNat := future.PreferenceList(r.pos, cfg.Replicas)
+	var dropped peer.ID // the old replica the join displaces: the lagging reader
+	for _, id := range r.nat {
+		if !slices.Contains(newNat, id) {
+			dropped = id
+		}
+	}
+	if dropped == "" {
+		t.Fatalf("joiner %s displaces no replica of %q", j, r.key)
+	}
+	// The order the reader asks in: itself first, then its plan's order.
+	plan, required := replica.ReadPlan(c.node(dropped).e, r.pos, 2)
+	if required != 3 {
+		t.Errorf("lagging reader requires %d answers, want 3", required)
+	}
+	order := make([]peer.ID, len(plan))
+	for i, tg := range plan {
+		order[i] = tg.ID
+	}
+	if i := slices.Index(order, dropped); i > 0 {
+		order[0], order[i] = order[i], order[0]
+	}
+	// The write reached the joiner and the one new replica that R=2 of
+	// the old replicas, in the reader's order, would not ask.
+	rec := mkRecord(dht.Record{}, j, "written-after-the-join", 100)
+	c.plant(t, r, []seed{
+		{at: func(roles) peer.ID { return j }, rec: func(roles) dht.Record { return rec }},
+		{at: func(roles) peer.ID { return order[2] }, rec: func(roles) dht.Record { return rec }},
+	})
+	got, err := c.node(dropped).e.Read(context.Background(), r.key, 2)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !got.Found || !slices.Equal(values(got.Record), []string{"written-after-the-join"}) {
+		t.Fatalf("lagging reader got found=%v %v, want the write on the new replicas", got.Found, values(got.Record))
 	}
 }

@@ -256,6 +256,28 @@ func (e *Engine) writeTargets(pos uint64, w int) ([]target, int) {
 	return targets, required
 }
 
+// readPlan lists where a read of pos goes and how many answers make it
+// succeed: R plus one per live pending replica. Views lag each other: a
+// node that still sees a join in progress reads the old replicas while
+// writers that saw it complete write the new ones. With N old replicas
+// and one pending, R+1 answers among those N+1 meet any W of the N new
+// replicas, and any W+1 acks of an old-view write, so reads from either
+// view see every write acknowledged from either view.
+func (e *Engine) readPlan(pos uint64, r int) ([]target, int) {
+	if r <= 0 {
+		r = e.cfg.ReadQuorum
+	}
+	r = min(r, e.cfg.Replicas)
+	targets := e.readTargets(pos)
+	for _, p := range e.view.Pending(pos) {
+		if e.view.Alive(p) && !targetsHave(targets, p) {
+			targets = append(targets, target{id: p, pending: true})
+			r++
+		}
+	}
+	return targets, r
+}
+
 // readTargets lists where a read of pos goes: the natural replicas that
 // are not known dead (a suspect replica is asked: it is probably alive,
 // and a stand-in counts toward R only if it holds the key), and a
