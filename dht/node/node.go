@@ -150,8 +150,16 @@ func (n *Node) Join(ctx context.Context, seed peer.ID) error {
 	return nil
 }
 
-// finishJoin pulls the node's arcs and then announces it Normal.
+// finishJoin waits for gossip to spread the join (JoinSettle), pulls the
+// node's arcs and then announces it Normal.
 func (n *Node) finishJoin(ctx context.Context) {
+	settle := time.NewTimer(n.cfg.JoinSettle)
+	select {
+	case <-settle.C:
+	case <-ctx.Done():
+		settle.Stop()
+		return
+	}
 	if err := n.maint.bootstrap(ctx); err != nil {
 		if ctx.Err() != nil {
 			return
