@@ -165,6 +165,10 @@ func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request, key []byte) {
 		return
 	}
 	res, err := d.node.Get(r.Context(), key, opts)
+	if res.Answered > 0 {
+		w.Header().Set(client.HeaderAnswered, strconv.Itoa(res.Answered))
+		w.Header().Set(client.HeaderHinted, strconv.Itoa(res.Hinted))
+	}
 	if err != nil {
 		writeNodeError(w, err)
 		return

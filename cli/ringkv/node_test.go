@@ -80,6 +80,10 @@ func TestPutGetDeleteThroughCLI(t *testing.T) {
 	if r := n.cli("", "get", "greeting"); r.code != 4 || !strings.Contains(r.stderr, "not found") || strings.Count(r.stderr, "\n") != 1 {
 		t.Fatalf("get deleted key: exit %d %q; want exit 4 and one line", r.code, r.stderr)
 	}
+	gone, err := n.client().Get(context.Background(), []byte("greeting"), client.ReadOptions{})
+	if !errors.Is(err, client.ErrNotFound) || gone.Answered != 1 || gone.Hinted != 0 {
+		t.Fatalf("API get of a deleted key: %+v %v; want not found, answered by the one replica", gone, err)
+	}
 	for _, k := range []string{".", "..", "a/b", "%2F", "ü"} {
 		if r := n.cli("", "put", k, "v-"+k); r.code != 0 {
 			t.Fatalf("put %q: %d %s", k, r.code, r.stderr)

@@ -27,6 +27,11 @@ const (
 	HeaderContext = "X-Ringkv-Context"
 	// HeaderSiblings is the number of concurrent versions a GET found.
 	HeaderSiblings = "X-Ringkv-Siblings"
+	// HeaderAnswered and HeaderHinted, on every GET answer from the
+	// replicas (404 included), count the replicas that answered and the
+	// stand-ins for down replicas among them.
+	HeaderAnswered = "X-Ringkv-Answered"
+	HeaderHinted   = "X-Ringkv-Hinted"
 )
 
 // Errors callers test with errors.Is.
@@ -41,6 +46,8 @@ var (
 type APIError struct {
 	Status  int
 	Message string
+	// Header is the answer's HTTP header.
+	Header http.Header
 }
 
 func (e *APIError) Error() string { return e.Message }
@@ -153,6 +160,11 @@ func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (GetRespons
 	q := o.query()
 	q.Set("format", "json")
 	err := c.do(ctx, http.MethodGet, KeyPath("/v1/kv/", key), q, nil, nil, &out)
+	var ae *APIError
+	if errors.Is(err, ErrNotFound) && errors.As(err, &ae) {
+		out.Answered, _ = strconv.Atoi(ae.Header.Get(HeaderAnswered))
+		out.Hinted, _ = strconv.Atoi(ae.Header.Get(HeaderHinted))
+	}
 	return out, err
 }
 
@@ -330,7 +342,7 @@ func decodeError(resp *http.Response, path string) error {
 			msg = st.Reason
 		}
 	}
-	ae := &APIError{Status: resp.StatusCode, Message: msg}
+	ae := &APIError{Status: resp.StatusCode, Message: msg, Header: resp.Header}
 	if resp.StatusCode == http.StatusNotFound && (strings.HasPrefix(path, "/v1/kv/")) {
 		return fmt.Errorf("%w: %w", ErrNotFound, ae)
 	}

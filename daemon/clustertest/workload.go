@@ -169,9 +169,9 @@ func (k *worker) get(key string) (Op, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), k.w.cfg.Timeout)
 	defer cancel()
 	resp, err := k.w.clients[n].Get(ctx, []byte(key), client.ReadOptions{})
+	op.Hinted = resp.Hinted // also set on a 404
 	if err == nil {
 		op.Values, err = siblingValues(resp)
-		op.Hinted = resp.Hinted
 	}
 	return k.finish(op, err), resp.Context
 }

@@ -277,7 +277,8 @@ func (n *Node) write(ctx context.Context, w replica.Write, cctx string) (WriteRe
 	return out, err
 }
 
-// Get reads key from R replicas.
+// Get reads key from R replicas. When the key is not found (never
+// written, deleted or expired) the result still says who answered.
 func (n *Node) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, error) {
 	res, err := n.eng.Read(ctx, key, o.R)
 	if err != nil {
@@ -285,7 +286,7 @@ func (n *Node) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, 
 	}
 	live := version.Live(res.Record)
 	if len(live) == 0 || res.Record.Expired(n.clock.Now()) {
-		return ReadResult{}, dht.ErrNotFound
+		return ReadResult{Answered: res.Answered, Hinted: res.Hinted}, dht.ErrNotFound
 	}
 	out := ReadResult{Siblings: live, Context: version.EncodeContext(res.Record.Context), Answered: res.Answered, Hinted: res.Hinted}
 	if res.Record.ExpiresAt != 0 {
