@@ -25,6 +25,14 @@ import (
 // actor of its own that the key's record names; when the record names
 // none, it takes a fresh epoch. Epochs are leased from the store in
 // blocks, so a restart never reuses one.
+//
+// A node continues only an actor it took in this run. A coordinator sends
+// a new version to the other replicas before its own write is durable, so
+// a node that crashes may have issued dots its own store never recorded;
+// continuing that actor after the restart would issue them again for
+// other writes, and the replicas holding the first would drop the second
+// as already seen. The same holds after a failed local write, which
+// retires every actor taken so far.
 
 // epochLease is how many epochs one durable lease covers.
 const epochLease = 4096
@@ -50,7 +58,16 @@ func (e *Engine) loadEpoch(ctx context.Context) error {
 	default:
 		return fmt.Errorf("replica: reading the epoch lease: %w", err)
 	}
+	e.firstEpoch = e.epoch + 1
 	return e.leaseLocked(ctx)
+}
+
+// retireActors makes every actor taken so far unusable for new versions:
+// the next write of each key takes a fresh one.
+func (e *Engine) retireActors() {
+	e.epochMu.Lock()
+	e.firstEpoch = e.epoch + 1
+	e.epochMu.Unlock()
 }
 
 // leaseLocked durably reserves the next epochLease epochs. epochMu held.
@@ -67,19 +84,19 @@ func (e *Engine) leaseLocked(ctx context.Context) error {
 }
 
 // actorFor returns the actor this node coordinates key's next write as:
-// its own actor named in the key's record, or a fresh one.
+// its own actor of this run named in the key's record, or a fresh one.
 func (e *Engine) actorFor(ctx context.Context, local dht.Record) (uint64, error) {
+	e.epochMu.Lock()
+	defer e.epochMu.Unlock()
 	var best dht.Dot
 	for _, d := range local.Context {
-		if d.Actor&actorPrefixMask == e.prefix && d.Counter > best.Counter {
+		if d.Actor&actorPrefixMask == e.prefix && d.Actor&^uint64(actorPrefixMask) >= e.firstEpoch && d.Counter > best.Counter {
 			best = d
 		}
 	}
 	if best.Counter > 0 {
 		return best.Actor, nil
 	}
-	e.epochMu.Lock()
-	defer e.epochMu.Unlock()
 	e.epoch++
 	if e.epoch >= e.leaseEnd {
 		if err := e.leaseLocked(ctx); err != nil {

@@ -59,9 +59,13 @@ type Engine struct {
 	writes *batchers[*pb.WriteRequest, struct{}]        // replica writes, coalesced per peer
 	reads  *batchers[*pb.ReadRequest, *pb.ReadResponse] // replica reads, coalesced per peer
 
-	epochMu  sync.Mutex
-	epoch    uint64 // last epoch handed out; guarded by epochMu
-	leaseEnd uint64 // first epoch not covered by the durable lease; guarded by epochMu
+	epochMu sync.Mutex
+	epoch   uint64 // last epoch handed out; guarded by epochMu
+	// firstEpoch is the oldest epoch whose actor may still be continued:
+	// the first of this run, or the first after a failed local write.
+	// Guarded by epochMu.
+	firstEpoch uint64
+	leaseEnd   uint64 // first epoch not covered by the durable lease; guarded by epochMu
 
 	hintsMu sync.Mutex
 	hinted  map[string]map[peer.ID]struct{} // hint-key prefix of a key -> targets it has hints for; guarded by hintsMu

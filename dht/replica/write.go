@@ -233,7 +233,13 @@ func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, made func
 			ErrTooManySiblings, len(rec.Versions), e.cfg.MaxSiblings)
 	}
 	made(rec)
-	return rec, e.st.Put(ctx, DataKey(pos, w.Key), rec)
+	if err := e.st.Put(ctx, DataKey(pos, w.Key), rec); err != nil {
+		// The new dot may be on other replicas but not here: never issue
+		// it again.
+		e.retireActors()
+		return rec, err
+	}
+	return rec, nil
 }
 
 // writeTargets lists where a write of pos goes, this node included if it

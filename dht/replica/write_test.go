@@ -462,3 +462,37 @@ func TestWritePending(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartDoesNotReissueDots: a coordinator sends a new version to the
+// other replicas before its own write is durable, so a crash can leave
+// its store one version behind what they hold. After the restart its next
+// write must not get the dot of the version it lost, or the replicas
+// holding that version take the new write for it and drop it.
+func TestRestartDoesNotReissueDots(t *testing.T) {
+	c := newCluster(t, 3, testConfig())
+	r := c.roles("crash-key")
+	coord := r.nat[0]
+	ctx := context.Background()
+	write := func(v string) {
+		t.Helper()
+		if _, err := c.node(coord).e.Write(ctx, replica.Write{Key: r.key, Value: []byte(v), W: 3}); err != nil {
+			t.Fatalf("write %s: %v", v, err)
+		}
+	}
+	write("v1")
+	durable, _ := c.data(coord, r.key)
+	write("v2")
+	// The crash: the coordinator's store lost v2, the others hold it.
+	if err := c.node(coord).st.Put(ctx, replica.DataKey(r.pos, r.key), durable); err != nil {
+		t.Fatal(err)
+	}
+	c.restart(coord)
+	write("v3")
+	got, err := c.node(r.nat[1]).e.Read(ctx, r.key, 3)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if want := []string{"v1", "v2", "v3"}; !slices.Equal(values(got.Record), want) {
+		t.Fatalf("after the restart the replicas hold %v, want the blind writes %v as siblings", values(got.Record), want)
+	}
+}
