@@ -58,7 +58,7 @@ func (e *Engine) loadEpoch(ctx context.Context) error {
 	default:
 		return fmt.Errorf("replica: reading the epoch lease: %w", err)
 	}
-	e.firstEpoch = e.epoch + 1
+	e.firstEpoch.Store(e.epoch + 1)
 	return e.leaseLocked(ctx)
 }
 
@@ -66,7 +66,7 @@ func (e *Engine) loadEpoch(ctx context.Context) error {
 // the next write of each key takes a fresh one.
 func (e *Engine) retireActors() {
 	e.epochMu.Lock()
-	e.firstEpoch = e.epoch + 1
+	e.firstEpoch.Store(e.epoch + 1)
 	e.epochMu.Unlock()
 }
 
@@ -86,17 +86,18 @@ func (e *Engine) leaseLocked(ctx context.Context) error {
 // actorFor returns the actor this node coordinates key's next write as:
 // its own actor of this run named in the key's record, or a fresh one.
 func (e *Engine) actorFor(ctx context.Context, local dht.Record) (uint64, error) {
-	e.epochMu.Lock()
-	defer e.epochMu.Unlock()
+	first := e.firstEpoch.Load()
 	var best dht.Dot
 	for _, d := range local.Context {
-		if d.Actor&actorPrefixMask == e.prefix && d.Actor&^uint64(actorPrefixMask) >= e.firstEpoch && d.Counter > best.Counter {
+		if d.Actor&actorPrefixMask == e.prefix && d.Actor&^uint64(actorPrefixMask) >= first && d.Counter > best.Counter {
 			best = d
 		}
 	}
 	if best.Counter > 0 {
 		return best.Actor, nil
 	}
+	e.epochMu.Lock()
+	defer e.epochMu.Unlock()
 	e.epoch++
 	if e.epoch >= e.leaseEnd {
 		if err := e.leaseLocked(ctx); err != nil {

@@ -63,8 +63,8 @@ type Engine struct {
 	epoch   uint64 // last epoch handed out; guarded by epochMu
 	// firstEpoch is the oldest epoch whose actor may still be continued:
 	// the first of this run, or the first after a failed local write.
-	// Guarded by epochMu.
-	firstEpoch uint64
+	// Written under epochMu, read without it.
+	firstEpoch atomic.Uint64
 	leaseEnd   uint64 // first epoch not covered by the durable lease; guarded by epochMu
 
 	hintsMu sync.Mutex

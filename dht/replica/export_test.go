@@ -31,22 +31,22 @@ type TargetInfo struct {
 // a write with quorum w requires.
 func WriteTargets(e *Engine, pos uint64, w int) ([]TargetInfo, int) {
 	ts, required := e.writeTargets(pos, w)
+	return targetInfos(ts), required
+}
+
+func targetInfos(ts []target) []TargetInfo {
 	out := make([]TargetInfo, len(ts))
 	for i, t := range ts {
 		out[i] = TargetInfo{ID: t.id, HintFor: t.hintFor, Pending: t.pending}
 	}
-	return out, required
+	return out
 }
 
 // ReadPlan returns e's read targets for pos and the answers a read with
 // quorum r requires.
 func ReadPlan(e *Engine, pos uint64, r int) ([]TargetInfo, int) {
 	ts, required := e.readPlan(pos, r)
-	out := make([]TargetInfo, len(ts))
-	for i, t := range ts {
-		out[i] = TargetInfo{ID: t.id, HintFor: t.hintFor, Pending: t.pending}
-	}
-	return out, required
+	return targetInfos(ts), required
 }
 
 // Handle runs e's protocol handler on req as if from sent it.

@@ -250,16 +250,19 @@ func (e *Engine) writeTargets(pos uint64, w int) ([]target, int) {
 	if w <= 0 {
 		w = e.cfg.WriteQuorum
 	}
-	targets := e.targets(pos, e.view.Alive)
-	w = min(w, e.cfg.Replicas)
-	required := w
+	return e.withPending(pos, e.targets(pos, e.view.Alive), min(w, e.cfg.Replicas))
+}
+
+// withPending adds pos's live pending replicas to targets, and one to the
+// quorum n for each.
+func (e *Engine) withPending(pos uint64, targets []target, n int) ([]target, int) {
 	for _, p := range e.view.Pending(pos) {
 		if e.view.Alive(p) && !targetsHave(targets, p) {
 			targets = append(targets, target{id: p, pending: true})
-			required++
+			n++
 		}
 	}
-	return targets, required
+	return targets, n
 }
 
 // readPlan lists where a read of pos goes and how many answers make it
@@ -273,15 +276,7 @@ func (e *Engine) readPlan(pos uint64, r int) ([]target, int) {
 	if r <= 0 {
 		r = e.cfg.ReadQuorum
 	}
-	r = min(r, e.cfg.Replicas)
-	targets := e.readTargets(pos)
-	for _, p := range e.view.Pending(pos) {
-		if e.view.Alive(p) && !targetsHave(targets, p) {
-			targets = append(targets, target{id: p, pending: true})
-			r++
-		}
-	}
-	return targets, r
+	return e.withPending(pos, e.readTargets(pos), min(r, e.cfg.Replicas))
 }
 
 // readTargets lists where a read of pos goes: the natural replicas that
