@@ -335,7 +335,7 @@ func writeNodeError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 	case errors.Is(err, node.ErrTooManySiblings):
 		writeError(w, http.StatusConflict, "%v", err)
-	case errors.Is(err, node.ErrUnavailable):
+	case errors.Is(err, node.ErrUnavailable), errors.Is(err, node.ErrOutcomeUnknown):
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 	case errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusGatewayTimeout, "the request timed out: %v", err)

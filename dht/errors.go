@@ -11,6 +11,13 @@ var (
 	ErrClosed = errors.New("dht: closed")
 	// ErrUnreachable: a peer could not be dialled or did not answer in time.
 	ErrUnreachable = errors.New("dht: peer unreachable")
+	// ErrNotSent is wrapped together with ErrUnreachable when the request
+	// certainly never reached the peer's handler: the peer could not be
+	// connected, the stream could not be opened, the peer does not speak
+	// the protocol, or ctx ended before anything was sent. Such a request
+	// can go to another peer. An ErrUnreachable without it leaves open
+	// whether the peer acted on the request.
+	ErrNotSent = errors.New("dht: request not sent")
 	// ErrMessageTooLarge: a peer message exceeds the protocol's maximum size.
 	ErrMessageTooLarge = errors.New("dht: message too large")
 	// ErrCorruptRecord: stored or received record bytes do not decode.

@@ -23,8 +23,10 @@ type Transport interface {
 	Self() peer.ID
 	// Call sends req to peer `to` on protocol p and decodes the answer into
 	// resp. It fails with an error wrapping ErrUnreachable when the peer
-	// cannot be reached or does not answer before ctx ends, and with a
-	// *RemoteError when the peer answered with an error.
+	// cannot be reached or does not answer before ctx ends (also wrapping
+	// ErrNotSent when the request certainly did not reach the peer's
+	// handler), and with a *RemoteError when the peer answered with an
+	// error.
 	Call(ctx context.Context, to peer.ID, p Protocol, req, resp proto.Message) error
 	// Handle registers h to answer requests on protocol p. newReq returns an
 	// empty request message to decode into. Handle is called before the node

@@ -15,7 +15,9 @@
 //   - Call fails with an error wrapping dht.ErrUnreachable when the target is
 //     unreachable (see above), has no handler for the protocol, or when ctx
 //     ends before the call or before the answer is back; handler errors and
-//     handler panics come back as *dht.RemoteError, never as a crash.
+//     handler panics come back as *dht.RemoteError, never as a crash. The
+//     failures before the handler runs also wrap dht.ErrNotSent; an answer
+//     lost after it ran does not.
 //   - Fault helpers (Kill, Revive, Partition, Heal, Block, Unblock) take
 //     effect for calls that start after they return. A call already inside a
 //     handler finishes.

@@ -111,14 +111,14 @@ func TestCallNoHandlerAndCancelled(t *testing.T) {
 	net, p := newNet(t, DefaultOptions(), 2)
 	var resp wrapperspb.StringValue
 	err := net.Endpoint(p[0]).Call(context.Background(), p[1], "/other/1", wrapperspb.String("x"), &resp)
-	if !errors.Is(err, dht.ErrUnreachable) {
-		t.Fatalf("no handler: err = %v", err)
+	if !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, dht.ErrNotSent) {
+		t.Fatalf("no handler: err = %v, want unreachable, not sent", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err = net.Endpoint(p[0]).Call(ctx, p[1], echo, wrapperspb.String("x"), &resp)
-	if !errors.Is(err, dht.ErrUnreachable) {
-		t.Fatalf("cancelled: err = %v", err)
+	if !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, dht.ErrNotSent) {
+		t.Fatalf("cancelled: err = %v, want unreachable, not sent", err)
 	}
 }
 
@@ -131,8 +131,8 @@ func TestAnswerAfterDeadline(t *testing.T) {
 	})
 	var resp wrapperspb.StringValue
 	err := net.Endpoint("a").Call(ctx, "b", echo, wrapperspb.String("x"), &resp)
-	if !errors.Is(err, dht.ErrUnreachable) {
-		t.Fatalf("err = %v, want unreachable", err)
+	if !errors.Is(err, dht.ErrUnreachable) || errors.Is(err, dht.ErrNotSent) {
+		t.Fatalf("err = %v, want unreachable and not ErrNotSent: the handler ran", err)
 	}
 }
 

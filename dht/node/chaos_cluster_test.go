@@ -59,7 +59,8 @@ func newHistory() *history {
 }
 
 // outcome classifies a write's error: nil is acknowledged; a quorum error,
-// unavailability or a timeout leave the outcome unknown. Anything else is
+// a lost coordinator answer, unavailability or a timeout leave the outcome
+// unknown. Anything else is
 // returned as unexpected.
 func (h *history) outcome(err error) (acked bool, unexpected error) {
 	var qe *node.QuorumError
@@ -69,6 +70,8 @@ func (h *history) outcome(err error) (acked bool, unexpected error) {
 		acked = true
 	case errors.As(err, &qe):
 		kind = "quorum"
+	case errors.Is(err, node.ErrOutcomeUnknown):
+		kind = "answer_lost"
 	case errors.Is(err, node.ErrUnavailable), errors.Is(err, dht.ErrUnreachable),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, dht.ErrClosed):
 		kind = "unavailable"

@@ -29,6 +29,9 @@ var (
 	// ErrTooManySiblings: the write would leave the key with more
 	// concurrent versions than allowed; read it and write with its context.
 	ErrTooManySiblings = replica.ErrTooManySiblings
+	// ErrOutcomeUnknown: the replica coordinating a write took it and did
+	// not answer; the write may or may not have been applied.
+	ErrOutcomeUnknown = replica.ErrOutcomeUnknown
 )
 
 // QuorumError is replica.QuorumError: fewer replicas answered than required.

@@ -193,9 +193,9 @@ func TestClusterSloppyQuorumDistinctNodes(t *testing.T) {
 
 // TestClusterLostCoordinateResponse: a put whose coordinator served it
 // but whose answer was lost (the connection dropped after the request)
-// is retried at the next replica; it must still be one write: the key
-// then reads as one value, not as two siblings of the same value with
-// different dots.
+// fails as outcome unknown; it is not retried at the next replica, which
+// would give the one write a second version under another dot. A delete
+// that then reads the key removes it for good.
 func TestClusterLostCoordinateResponse(t *testing.T) {
 	const n = 4
 	c := dhttest.New(t, dhttest.Options{N: n, Seed: 17})
@@ -204,16 +204,35 @@ func TestClusterLostCoordinateResponse(t *testing.T) {
 	reps := slotsOf(c, placementOf(expectedRing(c, c.Live()), key).replicas)
 	writer := without(c.Live(), reps...)[0] // not a replica: it asks one to coordinate
 	c.LoseResponses(writer, replica.Protocol, 1)
-	res, err := c.Node(writer).Put(ctx, key, []byte("v"), node.WriteOptions{W: 2})
+	_, err := c.Node(writer).Put(ctx, key, []byte("v"), node.WriteOptions{W: 2})
 	if left := c.PendingLosses(writer, replica.Protocol); left != 0 {
 		t.Fatalf("the coordinate answer was not lost (%d losses pending)", left)
 	}
-	t.Logf("put with a lost answer: %+v, %v", res, err)
+	if !errors.Is(err, node.ErrOutcomeUnknown) {
+		t.Fatalf("put with a lost answer: err = %v, want ErrOutcomeUnknown", err)
+	}
+	versions := 0
+	for _, i := range reps {
+		rec, _, err := storeRecord(ctx, c, i, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions = max(versions, len(rec.Versions))
+	}
+	if versions != 1 {
+		t.Fatalf("a replica holds %d versions of one put, want 1: the write was retried elsewhere", versions)
+	}
 	got, err := getValues(ctx, c, writer, key, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0] != "v" {
-		t.Errorf("one put of \"v\" reads as %q: the retry after the lost answer made a second version", got)
+		t.Errorf("one put of \"v\" reads as %q", got)
+	}
+	if _, err := c.Node(writer).Delete(ctx, key, node.WriteOptions{W: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := getValues(ctx, c, writer, key, 3); err != nil || len(got) != 0 {
+		t.Errorf("after the delete the key reads %q, %v; want not found", got, err)
 	}
 }

@@ -41,7 +41,7 @@ func (t *Transport) call(ctx context.Context, to peer.ID, p dht.Protocol, req, r
 		return t.callLocal(ctx, p, *payload, resp)
 	}
 	if err := ctx.Err(); err != nil {
-		return unreachable(to, p, "not sent", err)
+		return notSent(to, p, "not sent", err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -49,44 +49,55 @@ func (t *Transport) call(ctx context.Context, to peer.ID, p dht.Protocol, req, r
 		defer cancel()
 	}
 	key := poolKey{peer: to, proto: p}
+	// maybeSent: an earlier attempt may have reached the peer's handler,
+	// so no later failure can be reported as ErrNotSent.
+	maybeSent := false
 	if cs := t.pool.get(key, time.Now()); cs != nil {
-		stale, err := t.exchange(ctx, key, cs, *payload, resp)
+		stale, sent, err := t.exchange(ctx, key, cs, *payload, resp, false)
 		if !stale {
 			return err
 		}
+		maybeSent = sent
 		t.m.retried(string(p))
 		t.log.Debug("pooled stream was closed by the peer, retrying on a new one",
 			"peer", to, "protocol", p, "err", err)
 	}
-	cs, err := t.open(ctx, to, p)
+	cs, err := t.open(ctx, to, p, maybeSent)
 	if err != nil {
 		return err
 	}
-	_, err = t.exchange(ctx, key, cs, *payload, resp)
+	_, _, err = t.exchange(ctx, key, cs, *payload, resp, maybeSent)
 	return err
 }
 
 // exchange runs one request/response on cs and then pools, closes or resets
 // it. stale reports a pooled stream that failed before any response byte
 // arrived while ctx was still live: the peer had closed it, and the caller
-// retries on a fresh stream.
-func (t *Transport) exchange(ctx context.Context, key poolKey, cs *clientStream, payload []byte, resp proto.Message) (stale bool, err error) {
+// retries on a fresh stream. sent reports that the request was written
+// before the failure, so the peer may have acted on it. maybeSent says an
+// earlier attempt may have delivered the request.
+func (t *Transport) exchange(ctx context.Context, key poolKey, cs *clientStream, payload []byte, resp proto.Message, maybeSent bool) (stale, sent bool, err error) {
 	deadline, _ := ctx.Deadline()
 	_ = cs.s.SetDeadline(deadline)
 	// Deadlines end a stuck read on transports that support them; resetting
 	// the stream when ctx ends covers cancellation and the rest (mocknet).
 	stop := context.AfterFunc(ctx, func() { _ = cs.s.Reset() })
-	status, body, started, err := cs.roundTrip(payload, t.cfg.MaxMessageSize)
+	status, body, got, err := cs.roundTrip(payload, t.cfg.MaxMessageSize)
 	interrupted := !stop()
 	if err != nil {
-		stale = cs.pooled && !started && ctx.Err() == nil && !isTimeout(err)
+		stale = cs.pooled && got < answering && ctx.Err() == nil && !isTimeout(err)
 		conn := cs.s.Conn()
 		cs.reset()
 		if stale {
 			t.pool.dropConn(conn) // its other idle streams are likely closed too
-			return true, err
+			// A server closes a stream cleanly (EOF) only between
+			// requests; after reading one it answers or resets.
+			return true, got >= written && !errors.Is(err, io.EOF), err
 		}
-		return false, t.exchangeError(ctx, key, err)
+		// The handler cannot have run on a request that was not all
+		// written or whose protocol the peer refused.
+		notRun := got == unwritten || isNotSupported(err)
+		return false, got >= written, t.exchangeError(ctx, key, err, maybeSent || !notRun)
 	}
 	err = decode(key.peer, status, body, resp)
 	cs.buf = keep(body)
@@ -94,55 +105,67 @@ func (t *Transport) exchange(ctx context.Context, key poolKey, cs *clientStream,
 	// stream is out of step and must not serve the next call.
 	if interrupted || errors.Is(err, ErrBadResponse) || cs.r.Buffered() > 0 {
 		cs.reset()
-		return false, err
+		return false, true, err
 	}
 	if !t.pool.put(key, cs, time.Now()) {
 		cs.close()
 	}
-	return false, err
+	return false, true, err
 }
 
 // open connects to the peer if needed and opens a stream on protocol p.
-func (t *Transport) open(ctx context.Context, to peer.ID, p dht.Protocol) (*clientStream, error) {
+// Its failures wrap dht.ErrNotSent unless maybeSent says an earlier
+// attempt may have delivered the request.
+func (t *Transport) open(ctx context.Context, to peer.ID, p dht.Protocol, maybeSent bool) (*clientStream, error) {
+	fail := notSent
+	if maybeSent {
+		fail = unreachable
+	}
 	if t.h.Network().Connectedness(to) != network.Connected {
 		dctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
 		err := t.h.Connect(dctx, peer.AddrInfo{ID: to})
 		cancel()
 		if err != nil {
-			return nil, unreachable(to, p, "connect", ctxErr(ctx, err))
+			return nil, fail(to, p, "connect", ctxErr(ctx, err))
 		}
 	}
 	s, err := t.h.NewStream(ctx, to, protocol.ID(p))
 	if err != nil {
 		if isNotSupported(err) {
-			return nil, unreachable(to, p, "protocol not supported", err)
+			return nil, fail(to, p, "protocol not supported", err)
 		}
-		return nil, unreachable(to, p, "open stream", ctxErr(ctx, err))
+		return nil, fail(to, p, "open stream", ctxErr(ctx, err))
 	}
 	t.m.streamOpened(string(p))
 	return newClientStream(s), nil
 }
 
-// exchangeError maps a failed write or read to the caller-visible error.
-func (t *Transport) exchangeError(ctx context.Context, key poolKey, err error) error {
+// exchangeError maps a failed write or read to the caller-visible error,
+// wrapping dht.ErrNotSent unless the request may have reached the peer's
+// handler (maybeSent).
+func (t *Transport) exchangeError(ctx context.Context, key poolKey, err error, maybeSent bool) error {
 	to, p := key.peer, key.proto
+	fail := notSent
+	if maybeSent {
+		fail = unreachable
+	}
 	switch {
 	case errors.Is(err, dht.ErrMessageTooLarge):
 		return fmt.Errorf("p2p: response from %s on %s: %w", short(to), p, err)
 	case errors.Is(err, errMalformed):
 		return badResponse(to, err)
 	case isNotSupported(err):
-		return unreachable(to, p, "protocol not supported", err)
+		return fail(to, p, "protocol not supported", err)
 	case ctx.Err() != nil:
-		return unreachable(to, p, "no answer", ctx.Err())
+		return fail(to, p, "no answer", ctx.Err())
 	case isTimeout(err): // the stream deadline, which is ctx's, fired first
-		return unreachable(to, p, "no answer", context.DeadlineExceeded)
+		return fail(to, p, "no answer", context.DeadlineExceeded)
 	case errors.Is(err, network.ErrReset):
-		return unreachable(to, p, "stream reset", err)
+		return fail(to, p, "stream reset", err)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return unreachable(to, p, "stream closed", err)
+		return fail(to, p, "stream closed", err)
 	}
-	return unreachable(to, p, "exchange failed", err)
+	return fail(to, p, "exchange failed", err)
 }
 
 // decode turns a response into resp or a *dht.RemoteError.
@@ -162,12 +185,12 @@ func (t *Transport) callLocal(ctx context.Context, p dht.Protocol, payload []byt
 	self := t.h.ID()
 	r := t.route(p)
 	if r == nil {
-		return unreachable(self, p, "protocol not supported", msmux.ErrNotSupported[protocol.ID]{})
+		return notSent(self, p, "protocol not supported", msmux.ErrNotSupported[protocol.ID]{})
 	}
 	h := r.h.Load()
 	req := h.newReq()
 	if err := proto.Unmarshal(payload, req); err != nil {
-		return unreachable(self, p, "request does not decode", err)
+		return notSent(self, p, "request does not decode", err)
 	}
 	status, out := t.answer(ctx, p, h, self, req)
 	defer putPayload(out)
@@ -176,6 +199,12 @@ func (t *Transport) callLocal(ctx context.Context, p dht.Protocol, payload []byt
 
 func unreachable(to peer.ID, p dht.Protocol, reason string, err error) error {
 	return fmt.Errorf("%w: peer %s on %s: %s: %w", dht.ErrUnreachable, short(to), p, reason, err)
+}
+
+// notSent is unreachable for a request that certainly did not reach the
+// peer's handler.
+func notSent(to peer.ID, p dht.Protocol, reason string, err error) error {
+	return fmt.Errorf("%w: %w: peer %s on %s: %s: %w", dht.ErrUnreachable, dht.ErrNotSent, short(to), p, reason, err)
 }
 
 func badResponse(from peer.ID, err error) error {

@@ -100,8 +100,11 @@ func (f *fakeStream) Conn() network.Conn { return f.conn }
 
 type fakeConn struct {
 	network.Conn
-	name string
+	name   string
+	closed bool
 }
+
+func (f *fakeConn) IsClosed() bool { return f.closed }
 
 func fakeClientStream(c network.Conn) (*clientStream, *fakeStream) {
 	fs := &fakeStream{conn: c}
@@ -163,6 +166,26 @@ func TestStreamPool(t *testing.T) {
 		}
 		if p.size() != 1 || p.get(k1, t0.Add(idle+time.Second)) != fresh {
 			t.Fatal("fresh stream lost")
+		}
+	})
+	t.Run("closed conn skipped on get", func(t *testing.T) {
+		dead := &fakeConn{name: "dead", closed: true}
+		p := newStreamPool(4, idle)
+		live, flive := fakeClientStream(c1)
+		gone1, fg1 := fakeClientStream(dead)
+		gone2, fg2 := fakeClientStream(dead)
+		p.put(k1, live, t0)
+		p.put(k1, gone1, t0)
+		p.put(k1, gone2, t0)
+		if p.get(k1, t0) != live {
+			t.Fatal("get did not skip the streams of a closed connection")
+		}
+		if !fg1.reset || !fg2.reset || flive.reset || p.size() != 0 {
+			t.Fatalf("reset gone1=%v gone2=%v live=%v, size=%d", fg1.reset, fg2.reset, flive.reset, p.size())
+		}
+		p.put(k1, gone1, t0)
+		if p.get(k1, t0) != nil || p.size() != 0 {
+			t.Fatal("get returned or kept a stream of a closed connection")
 		}
 	})
 	t.Run("drop conn", func(t *testing.T) {

@@ -72,7 +72,13 @@
 //     protocol, does not answer before ctx ends, resets or closes the stream,
 //     or answers with bytes that are not a valid response (those also wrap
 //     ErrBadResponse). A timeout also wraps context.DeadlineExceeded, a
-//     cancelled ctx context.Canceled.
+//     cancelled ctx context.Canceled. It also wraps dht.ErrNotSent when the
+//     peer's handler cannot have seen the request: the connect or the
+//     stream open failed, the request was not all written, or the peer
+//     refused the protocol, and no earlier attempt (a stale pooled stream)
+//     may have delivered it. Pooled streams on connections that have closed
+//     are dropped before use, so a call to a peer that died fails at
+//     connect, with ErrNotSent.
 //   - a *dht.RemoteError when the peer's handler returned an error.
 //   - an error wrapping dht.ErrMessageTooLarge for an oversized request or
 //     response.

@@ -34,12 +34,29 @@ func newClientStream(s network.Stream) *clientStream {
 	return &clientStream{s: s, r: getReader(s), w: getWriter(s)}
 }
 
+// progress says how far a round trip got before it failed.
+type progress int
+
+const (
+	// unwritten: the request frame was not all written, so the peer's
+	// handler, which needs the whole frame, cannot have run.
+	unwritten progress = iota
+	// written: the request went out and no byte of the response came back.
+	written
+	// answering: part of the response arrived.
+	answering
+)
+
 // roundTrip writes one request and reads the response.
-func (cs *clientStream) roundTrip(payload []byte, max int) (status byte, body []byte, started bool, err error) {
+func (cs *clientStream) roundTrip(payload []byte, max int) (status byte, body []byte, got progress, err error) {
 	if err := writeRequest(cs.w, payload); err != nil {
-		return 0, nil, false, err
+		return 0, nil, unwritten, err
 	}
-	return readResponse(cs.r, max, cs.buf)
+	status, body, started, err := readResponse(cs.r, max, cs.buf)
+	if started {
+		return status, body, answering, err
+	}
+	return status, body, written, err
 }
 
 // close ends the stream gracefully (the peer reads EOF) and frees buffers.
@@ -79,24 +96,38 @@ func newStreamPool(max int, idleTimeout time.Duration) *streamPool {
 }
 
 // get takes the most recently used idle stream for k, or returns nil. If
-// that one is stale, so are all older ones: they are all closed.
+// that one is stale, so are all older ones: they are all closed. Streams
+// whose connection has closed (the peer died or restarted) are reset and
+// skipped, so a call to a dead peer fails at connect, where it is certain
+// that nothing was sent.
 func (p *streamPool) get(k poolKey, now time.Time) *clientStream {
+	var dead []*clientStream
+	defer func() {
+		for _, cs := range dead {
+			cs.reset()
+		}
+	}()
 	p.mu.Lock()
 	list := p.idle[k]
-	if len(list) == 0 {
-		p.mu.Unlock()
-		return nil
-	}
-	cs := list[len(list)-1]
-	if now.Sub(cs.idleSince) <= p.idleTimeout {
+	for len(list) > 0 {
+		cs := list[len(list)-1]
+		if now.Sub(cs.idleSince) > p.idleTimeout {
+			delete(p.idle, k)
+			p.mu.Unlock()
+			closeStreams(list)
+			return nil
+		}
 		list[len(list)-1] = nil
-		p.idle[k] = list[:len(list)-1]
-		p.mu.Unlock()
-		return cs
+		list = list[:len(list)-1]
+		p.idle[k] = list
+		if !cs.s.Conn().IsClosed() {
+			p.mu.Unlock()
+			return cs
+		}
+		dead = append(dead, cs)
 	}
 	delete(p.idle, k)
 	p.mu.Unlock()
-	closeStreams(list)
 	return nil
 }
 

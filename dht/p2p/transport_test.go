@@ -107,8 +107,8 @@ func TestHandlerPanic(t *testing.T) {
 func TestUnknownProtocol(t *testing.T) {
 	_, client, server := pair(t, withRegistry(testConfig(t)), testConfig(t))
 	err := client.Call(t.Context(), server.Self(), protoOther, record(nil), &pb.Record{})
-	if !errors.Is(err, dht.ErrUnreachable) || !strings.Contains(err.Error(), "protocol not supported") {
-		t.Fatalf("err = %v, want ErrUnreachable: protocol not supported", err)
+	if !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, dht.ErrNotSent) || !strings.Contains(err.Error(), "protocol not supported") {
+		t.Fatalf("err = %v, want ErrUnreachable, ErrNotSent: protocol not supported", err)
 	}
 	if got := calls(client, protoOther, outcomeUnreachable); got != 1 {
 		t.Fatalf("unreachable calls = %v, want 1", got)
@@ -122,8 +122,8 @@ func TestUnknownPeer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
 	err := client.Call(ctx, other[0].ID(), protoEcho, record(nil), &pb.Record{})
-	if !errors.Is(err, dht.ErrUnreachable) || !strings.Contains(err.Error(), "connect") {
-		t.Fatalf("err = %v, want ErrUnreachable: connect", err)
+	if !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, dht.ErrNotSent) || !strings.Contains(err.Error(), "connect") {
+		t.Fatalf("err = %v, want ErrUnreachable, ErrNotSent: connect", err)
 	}
 }
 
@@ -255,8 +255,8 @@ func TestCallDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
 	err := client.Call(ctx, server.Self(), protoOther, record(nil), &pb.Record{})
-	if !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err = %v, want ErrUnreachable wrapping a deadline", err)
+	if !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, dht.ErrNotSent) {
+		t.Fatalf("err = %v, want ErrUnreachable wrapping a deadline, not ErrNotSent (the handler runs)", err)
 	}
 	if err := waitErr(t, handlerDone, "the handler's context to end"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("handler ctx err = %v, want DeadlineExceeded", err)
@@ -278,8 +278,8 @@ func TestCallCancel(t *testing.T) {
 	go func() { errc <- client.Call(ctx, server.Self(), protoOther, record(nil), &pb.Record{}) }()
 	waitFor(t, "request being served", func() bool { return serving(server) == 1 })
 	cancel()
-	if err := waitErr(t, errc, "Call to return"); !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want ErrUnreachable wrapping context.Canceled", err)
+	if err := waitErr(t, errc, "Call to return"); !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, context.Canceled) || errors.Is(err, dht.ErrNotSent) {
+		t.Fatalf("err = %v, want ErrUnreachable wrapping context.Canceled, not ErrNotSent (the handler runs)", err)
 	}
 	// Close cancels the handler's context and waits for it.
 	if err := server.Close(); err != nil {
@@ -396,6 +396,52 @@ func TestRetryOnStalePooledStream(t *testing.T) {
 			}
 			if got := counterValue(client.m.retries.WithLabelValues(string(protoEcho))); got != tt.wantRetries {
 				t.Fatalf("retries = %v, want %v", got, tt.wantRetries)
+			}
+		})
+	}
+}
+
+// TestNotSentOnlyWhenCertain: a call fails with ErrNotSent only when the
+// peer's handler cannot have seen the request. A peer that takes the
+// request and then vanishes (its links cut, as a crash would) leaves the
+// outcome open, on a fresh stream and on a pooled one, even though the
+// pooled stream's retry then fails to connect.
+func TestNotSentOnlyWhenCertain(t *testing.T) {
+	for _, pooled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pooled=%v", pooled), func(t *testing.T) {
+			mn, client, server := pair(t, testConfig(t), testConfig(t))
+			if pooled {
+				if err := callEcho(t.Context(), t, client, server.Self(), record(nil)); err != nil {
+					t.Fatal(err)
+				}
+				if client.pool.size() != 1 {
+					t.Fatalf("pool holds %d streams after a call, want 1", client.pool.size())
+				}
+			}
+			var ran atomic.Int32
+			server.Handle(protoOther, newRecord, func(context.Context, peer.ID, proto.Message) (proto.Message, error) {
+				ran.Add(1)
+				_ = mn.UnlinkPeers(client.Self(), server.Self())
+				_ = mn.DisconnectPeers(client.Self(), server.Self())
+				return nil, errors.New("gone before answering")
+			})
+			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+			defer cancel()
+			err := client.Call(ctx, server.Self(), protoOther, record(nil), &pb.Record{})
+			if ran.Load() != 1 {
+				t.Fatalf("handler ran %d times, want 1", ran.Load())
+			}
+			if !errors.Is(err, dht.ErrUnreachable) || errors.Is(err, dht.ErrNotSent) {
+				t.Fatalf("err = %v, want ErrUnreachable without ErrNotSent", err)
+			}
+			// Now nothing connects: certainly not sent. (Mocknet closes
+			// connections asynchronously and opens streams on closing ones.)
+			waitFor(t, "connection closed", func() bool {
+				return client.Host().Network().Connectedness(server.Self()) != network.Connected
+			})
+			err = client.Call(ctx, server.Self(), protoOther, record(nil), &pb.Record{})
+			if !errors.Is(err, dht.ErrNotSent) || ran.Load() != 1 {
+				t.Fatalf("call to an unlinked peer: err = %v (handler runs %d), want ErrNotSent", err, ran.Load())
 			}
 		})
 	}

@@ -227,7 +227,7 @@ func (e *Engine) handle(ctx context.Context, from peer.ID, req proto.Message) (p
 		return nil, fmt.Errorf("%w: unexpected message %T", ErrBadRequest, req)
 	}
 	if e.closed.Load() {
-		return nil, dht.ErrClosed
+		return nil, errNotServed
 	}
 	if c := r.GetCoordinate(); c != nil {
 		return e.handleCoordinate(ctx, c)

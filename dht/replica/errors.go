@@ -13,6 +13,16 @@ var (
 	ErrTooManySiblings = errors.New("replica: too many siblings")
 	// ErrBadRequest: a peer sent a request that breaks the protocol.
 	ErrBadRequest = errors.New("replica: bad request")
+	// ErrOutcomeUnknown: the replica coordinating a write took it and then
+	// stopped answering, so the write may or may not have been applied.
+	// It is not retried through another replica: that one would give the
+	// same write a second version, which a delete that saw only the first
+	// would leave alive.
+	ErrOutcomeUnknown = errors.New("replica: write outcome unknown")
+
+	// errNotServed: this node is shutting down and did not act on the
+	// request. Its message is matched in RemoteErrors: keep it stable.
+	errNotServed = errors.New("replica: shutting down, request not served")
 )
 
 // QuorumError reports a write or read that fewer replicas answered than

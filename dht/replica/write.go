@@ -55,6 +55,13 @@ type target struct {
 // replicas are down). Only a natural replica coordinates, because only it
 // holds the history its version numbering depends on (see actor.go): when
 // none is reachable the write fails with ErrUnavailable.
+//
+// The write moves on to the next replica only when the previous one
+// certainly did not get it (dht.ErrNotSent, or it redirected or refused
+// it). A replica that took the write and then stopped answering may have
+// applied it: the write fails with ErrOutcomeUnknown rather than get a
+// second version elsewhere, as Dynamo-style stores report a coordinator
+// timeout to the client.
 func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if e.closed.Load() {
 		return WriteResult{}, dht.ErrClosed
@@ -85,8 +92,13 @@ func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
 			return res, nil
 		case err == nil:
 			queue = append(queue, redirect...)
-		case errors.Is(err, dht.ErrUnreachable):
+		case errors.Is(err, dht.ErrNotSent):
 			lastErr = err
+		case errors.Is(err, dht.ErrUnreachable) && ctx.Err() != nil:
+			return WriteResult{}, fmt.Errorf("replica: write: %w (replica %s had taken it: it may have been applied)", ctx.Err(), id)
+		case errors.Is(err, dht.ErrUnreachable):
+			return WriteResult{}, fmt.Errorf("%w: replica %s took the write and did not answer (%v); it may have been applied: read the key before writing it again",
+				ErrOutcomeUnknown, id, err)
 		default:
 			return res, err
 		}
@@ -119,9 +131,9 @@ func (e *Engine) callCoordinate(ctx context.Context, id peer.ID, w Write) (Write
 		switch {
 		case errors.As(err, &re) && strings.Contains(re.Message, ErrTooManySiblings.Error()):
 			return WriteResult{}, nil, fmt.Errorf("%w: %s", ErrTooManySiblings, re.Message)
-		case errors.As(err, &re) && strings.Contains(re.Message, dht.ErrClosed.Error()):
-			// The peer is shutting down: as good as unreachable.
-			return WriteResult{}, nil, fmt.Errorf("%w: %s", dht.ErrUnreachable, re.Message)
+		case errors.As(err, &re) && strings.Contains(re.Message, errNotServed.Error()):
+			// The peer is shutting down and did not act on it.
+			return WriteResult{}, nil, fmt.Errorf("%w: %w: %s", dht.ErrUnreachable, dht.ErrNotSent, re.Message)
 		}
 		return WriteResult{}, nil, err
 	}

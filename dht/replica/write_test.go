@@ -318,74 +318,32 @@ func TestWriteTooManySiblings(t *testing.T) {
 	}
 }
 
-// TestWriteIdempotent retries one client write (same WriteID) and checks
-// that every replica ends with one version of it.
+// TestWriteIdempotent retries one client write (same WriteID) at the
+// same coordinator and checks that every replica ends with one version of
+// it. (A write whose answer was lost is not retried elsewhere: see
+// TestWriteMovesOnOnlyWhenNotSent.)
 func TestWriteIdempotent(t *testing.T) {
 	const id = 0xfeedface
-	tests := []struct {
-		name string
-		// fault sets up a lost answer; nil retries at the same coordinator.
-		fault     func(c *cluster, r roles)
-		entry     func(r roles) peer.ID
-		wantFirst func(r roles) peer.ID // coordinator of the attempt that answered
-	}{
-		{
-			name:      "retried at the same coordinator",
-			entry:     func(r roles) peer.ID { return r.nat[0] },
-			wantFirst: func(r roles) peer.ID { return r.nat[0] },
-		},
-		{
-			name:      "answer lost: retried through a second coordinator that has the version",
-			fault:     func(c *cluster, r roles) { c.net.Block(r.nat[0], r.others[0]) },
-			entry:     func(r roles) peer.ID { return r.others[0] },
-			wantFirst: func(r roles) peer.ID { return r.nat[1] },
-		},
-		{
-			name: "answer lost: retried through a second coordinator that lacks it",
-			fault: func(c *cluster, r roles) {
-				c.net.Block(r.nat[0], r.others[0])
-				c.net.Block(r.nat[0], r.nat[1])
-			},
-			entry:     func(r roles) peer.ID { return r.others[0] },
-			wantFirst: func(r roles) peer.ID { return r.nat[1] },
-		},
+	c := newCluster(t, 5, testConfig())
+	r := c.roles("idem-key")
+	ctx := context.Background()
+	w := replica.Write{Key: r.key, Value: []byte("once"), W: 3, WriteID: id}
+	entry := c.node(r.nat[0]).e
+	for attempt := range 2 {
+		res, err := entry.Write(ctx, w)
+		if err != nil || res.Coordinator != r.nat[0] {
+			t.Fatalf("attempt %d: %v coordinator %s, want %s", attempt, err, res.Coordinator, r.nat[0])
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newCluster(t, 5, testConfig())
-			r := c.roles("idem-key")
-			ctx := context.Background()
-			if tt.fault != nil {
-				tt.fault(c, r)
-			}
-			// W=3: the first coordinator has finished replicating before the
-			// entry, having lost its answer, tries the second.
-			w := replica.Write{Key: r.key, Value: []byte("once"), W: 3, WriteID: id}
-			entry := c.node(tt.entry(r)).e
-			res, err := entry.Write(ctx, w)
-			if err != nil || res.Coordinator != tt.wantFirst(r) {
-				t.Fatalf("write: %v coordinator %s, want %s", err, res.Coordinator, tt.wantFirst(r))
-			}
-			if tt.fault == nil {
-				if _, err := entry.Write(ctx, w); err != nil {
-					t.Fatalf("retry: %v", err)
-				}
-			}
-			c.net.Heal()
-			poll(t, waitTimeout, "every natural replica to hold the write once", func() bool {
-				for _, n := range r.nat {
-					rec, ok := c.data(n, r.key)
-					if !ok || len(rec.Versions) != 1 || rec.Versions[0].WriteID != id {
-						return false
-					}
-				}
-				return true
-			})
-			got, err := entry.Read(ctx, r.key, 3)
-			if err != nil || len(got.Record.Versions) != 1 || string(got.Record.Versions[0].Value) != "once" {
-				t.Fatalf("read: %+v %v, want one version", got.Record.Versions, err)
-			}
-		})
+	for _, n := range r.nat {
+		rec, ok := c.data(n, r.key)
+		if !ok || len(rec.Versions) != 1 || rec.Versions[0].WriteID != id {
+			t.Fatalf("replica %s holds %+v, want the write once", n, rec.Versions)
+		}
+	}
+	got, err := entry.Read(ctx, r.key, 3)
+	if err != nil || len(got.Record.Versions) != 1 || string(got.Record.Versions[0].Value) != "once" {
+		t.Fatalf("read: %+v %v, want one version", got.Record.Versions, err)
 	}
 }
 
@@ -494,5 +452,47 @@ func TestRestartDoesNotReissueDots(t *testing.T) {
 	}
 	if want := []string{"v1", "v2", "v3"}; !slices.Equal(values(got.Record), want) {
 		t.Fatalf("after the restart the replicas hold %v, want the blind writes %v as siblings", values(got.Record), want)
+	}
+}
+
+// TestWriteMovesOnOnlyWhenNotSent: a write goes on to the next replica
+// only when the first one certainly did not act on it. A replica that
+// took the write and lost its answer leaves the outcome unknown, and the
+// write has one version, not a second one made elsewhere.
+func TestWriteMovesOnOnlyWhenNotSent(t *testing.T) {
+	tests := []struct {
+		name    string
+		breakIt func(c *cluster, r roles, entry peer.ID)
+		wantErr error // nil: the write succeeds, coordinated by nat[1]
+	}{
+		{"first replica unreachable", func(c *cluster, r roles, _ peer.ID) { c.net.Kill(r.nat[0]) }, nil},
+		{"first replica shutting down", func(c *cluster, r roles, _ peer.ID) { _ = c.node(r.nat[0]).e.Close() }, nil},
+		{"answer lost", func(c *cluster, r roles, entry peer.ID) { c.net.Block(r.nat[0], entry) }, replica.ErrOutcomeUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 5, testConfig())
+			r := c.roles("moves-on")
+			entry := r.others[0]
+			tt.breakIt(c, r, entry)
+			res, err := c.node(entry).e.Write(context.Background(), replica.Write{Key: r.key, Value: []byte("v"), W: 2})
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+			} else if err != nil || res.Coordinator != r.nat[1] {
+				t.Fatalf("write: coordinator %s, err %v; want %s, nil", res.Coordinator, err, r.nat[1])
+			}
+			for _, id := range r.nat {
+				if rec, ok := c.data(id, r.key); ok && len(rec.Versions) != 1 {
+					t.Fatalf("replica %s holds %d versions of one write", id, len(rec.Versions))
+				}
+			}
+			if tt.wantErr != nil {
+				if _, ok := c.data(r.nat[0], r.key); !ok {
+					t.Fatal("the first replica did not apply the write whose answer was lost")
+				}
+			}
+		})
 	}
 }
