@@ -74,8 +74,14 @@ type Op struct {
 	// Hinted is, for an acknowledged put or delete, how many of its acks
 	// came from fallback nodes holding a hint (a sloppy quorum) instead of
 	// the key's natural replicas; for a get, how many of the answers did.
-	Hinted int    `json:"hinted,omitempty"`
-	Err    string `json:"err,omitempty"`
+	Hinted int `json:"hinted,omitempty"`
+	// Coordinator is the peer ID of the replica that coordinated an
+	// acknowledged put or delete, and Context the causal context a write
+	// or a successful get returned: with them the versions (dots) behind
+	// an anomaly can be traced offline (version.DecodeContext).
+	Coordinator string `json:"coord,omitempty"`
+	Context     string `json:"cctx,omitempty"`
+	Err         string `json:"err,omitempty"`
 }
 
 // Acked reports whether the op is an acknowledged write.

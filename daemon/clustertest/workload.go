@@ -148,7 +148,7 @@ func (k *worker) put(key, value string, ctxFrom int64, causal string) Op {
 	ctx, cancel := context.WithTimeout(context.Background(), k.w.cfg.Timeout)
 	defer cancel()
 	resp, err := k.w.clients[n].Put(ctx, []byte(key), []byte(value), client.WriteOptions{Context: causal})
-	op.Hinted = resp.Hinted
+	op.Hinted, op.Coordinator, op.Context = resp.Hinted, resp.Coordinator, resp.Context
 	return k.finish(op, err)
 }
 
@@ -158,7 +158,7 @@ func (k *worker) del(key string, ctxFrom int64, causal string) Op {
 	ctx, cancel := context.WithTimeout(context.Background(), k.w.cfg.Timeout)
 	defer cancel()
 	resp, err := k.w.clients[n].Delete(ctx, []byte(key), client.WriteOptions{Context: causal})
-	op.Hinted = resp.Hinted
+	op.Hinted, op.Coordinator, op.Context = resp.Hinted, resp.Coordinator, resp.Context
 	return k.finish(op, err)
 }
 
@@ -172,6 +172,7 @@ func (k *worker) get(key string) (Op, string) {
 	op.Hinted = resp.Hinted // also set on a 404
 	if err == nil {
 		op.Values, err = siblingValues(resp)
+		op.Context = resp.Context
 	}
 	return k.finish(op, err), resp.Context
 }

@@ -49,34 +49,29 @@ func (t *Transport) call(ctx context.Context, to peer.ID, p dht.Protocol, req, r
 		defer cancel()
 	}
 	key := poolKey{peer: to, proto: p}
-	// maybeSent: an earlier attempt may have reached the peer's handler,
-	// so no later failure can be reported as ErrNotSent.
-	maybeSent := false
 	if cs := t.pool.get(key, time.Now()); cs != nil {
-		stale, sent, err := t.exchange(ctx, key, cs, *payload, resp, false)
+		stale, err := t.exchange(ctx, key, cs, *payload, resp)
 		if !stale {
 			return err
 		}
-		maybeSent = sent
 		t.m.retried(string(p))
 		t.log.Debug("pooled stream was closed by the peer, retrying on a new one",
 			"peer", to, "protocol", p, "err", err)
 	}
-	cs, err := t.open(ctx, to, p, maybeSent)
+	cs, err := t.open(ctx, to, p)
 	if err != nil {
 		return err
 	}
-	_, _, err = t.exchange(ctx, key, cs, *payload, resp, maybeSent)
+	_, err = t.exchange(ctx, key, cs, *payload, resp)
 	return err
 }
 
 // exchange runs one request/response on cs and then pools, closes or resets
-// it. stale reports a pooled stream that failed before any response byte
-// arrived while ctx was still live: the peer had closed it, and the caller
-// retries on a fresh stream. sent reports that the request was written
-// before the failure, so the peer may have acted on it. maybeSent says an
-// earlier attempt may have delivered the request.
-func (t *Transport) exchange(ctx context.Context, key poolKey, cs *clientStream, payload []byte, resp proto.Message, maybeSent bool) (stale, sent bool, err error) {
+// it. stale reports a pooled stream the peer had closed while ctx was still
+// live, so that it certainly did not take the request: the caller sends it
+// again on a fresh stream. A request the peer may have taken is never sent
+// twice: a restarted peer would act on it again.
+func (t *Transport) exchange(ctx context.Context, key poolKey, cs *clientStream, payload []byte, resp proto.Message) (stale bool, err error) {
 	deadline, _ := ctx.Deadline()
 	_ = cs.s.SetDeadline(deadline)
 	// Deadlines end a stuck read on transports that support them; resetting
@@ -85,19 +80,19 @@ func (t *Transport) exchange(ctx context.Context, key poolKey, cs *clientStream,
 	status, body, got, err := cs.roundTrip(payload, t.cfg.MaxMessageSize)
 	interrupted := !stop()
 	if err != nil {
-		stale = cs.pooled && got < answering && ctx.Err() == nil && !isTimeout(err)
+		// The peer's handler cannot have run on a request that was not all
+		// written, or that the peer answered with a clean close (a server
+		// closes a stream only between requests; after reading one it
+		// answers or resets) or a refused protocol.
+		notTaken := got == unwritten || (got == written && errors.Is(err, io.EOF)) || isNotSupported(err)
+		stale = cs.pooled && notTaken && ctx.Err() == nil && !isTimeout(err)
 		conn := cs.s.Conn()
 		cs.reset()
 		if stale {
 			t.pool.dropConn(conn) // its other idle streams are likely closed too
-			// A server closes a stream cleanly (EOF) only between
-			// requests; after reading one it answers or resets.
-			return true, got >= written && !errors.Is(err, io.EOF), err
+			return true, err
 		}
-		// The handler cannot have run on a request that was not all
-		// written or whose protocol the peer refused.
-		notRun := got == unwritten || isNotSupported(err)
-		return false, got >= written, t.exchangeError(ctx, key, err, maybeSent || !notRun)
+		return false, t.exchangeError(ctx, key, err, !notTaken)
 	}
 	err = decode(key.peer, status, body, resp)
 	cs.buf = keep(body)
@@ -105,36 +100,31 @@ func (t *Transport) exchange(ctx context.Context, key poolKey, cs *clientStream,
 	// stream is out of step and must not serve the next call.
 	if interrupted || errors.Is(err, ErrBadResponse) || cs.r.Buffered() > 0 {
 		cs.reset()
-		return false, true, err
+		return false, err
 	}
 	if !t.pool.put(key, cs, time.Now()) {
 		cs.close()
 	}
-	return false, true, err
+	return false, err
 }
 
 // open connects to the peer if needed and opens a stream on protocol p.
-// Its failures wrap dht.ErrNotSent unless maybeSent says an earlier
-// attempt may have delivered the request.
-func (t *Transport) open(ctx context.Context, to peer.ID, p dht.Protocol, maybeSent bool) (*clientStream, error) {
-	fail := notSent
-	if maybeSent {
-		fail = unreachable
-	}
+// Its failures wrap dht.ErrNotSent.
+func (t *Transport) open(ctx context.Context, to peer.ID, p dht.Protocol) (*clientStream, error) {
 	if t.h.Network().Connectedness(to) != network.Connected {
 		dctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
 		err := t.h.Connect(dctx, peer.AddrInfo{ID: to})
 		cancel()
 		if err != nil {
-			return nil, fail(to, p, "connect", ctxErr(ctx, err))
+			return nil, notSent(to, p, "connect", ctxErr(ctx, err))
 		}
 	}
 	s, err := t.h.NewStream(ctx, to, protocol.ID(p))
 	if err != nil {
 		if isNotSupported(err) {
-			return nil, fail(to, p, "protocol not supported", err)
+			return nil, notSent(to, p, "protocol not supported", err)
 		}
-		return nil, fail(to, p, "open stream", ctxErr(ctx, err))
+		return nil, notSent(to, p, "open stream", ctxErr(ctx, err))
 	}
 	t.m.streamOpened(string(p))
 	return newClientStream(s), nil
@@ -142,11 +132,11 @@ func (t *Transport) open(ctx context.Context, to peer.ID, p dht.Protocol, maybeS
 
 // exchangeError maps a failed write or read to the caller-visible error,
 // wrapping dht.ErrNotSent unless the request may have reached the peer's
-// handler (maybeSent).
-func (t *Transport) exchangeError(ctx context.Context, key poolKey, err error, maybeSent bool) error {
+// handler (maybeTaken).
+func (t *Transport) exchangeError(ctx context.Context, key poolKey, err error, maybeTaken bool) error {
 	to, p := key.peer, key.proto
 	fail := notSent
-	if maybeSent {
+	if maybeTaken {
 		fail = unreachable
 	}
 	switch {

@@ -56,13 +56,14 @@
 // is never pooled again.
 //
 // A pooled stream may still have been closed by the peer (idle timeout,
-// restart, dropped connection). When a pooled stream fails before any byte
-// of the response arrived and ctx is still live, Call retries once on a new
-// stream. The peer may then have received the request twice, so every
-// request sent through this Transport MUST be idempotent: applying it twice
-// has the effect of applying it once. All ringkv protocols are (reads,
-// writes of versioned records that merge, hints, probes, range transfers
-// keyed by position).
+// restart, dropped connection). When a pooled stream fails while ctx is
+// still live in a way that shows the peer did not take the request (the
+// request could not be written, or the peer had closed the stream cleanly,
+// which a server does only between requests), Call retries once on a new
+// stream. A request the peer may have taken (the stream was reset after
+// the request went out) is never sent again: a peer that restarted in
+// between would act on it twice, and a write coordinated twice gets two
+// versions.
 //
 // # Errors
 //
@@ -75,10 +76,9 @@
 //     cancelled ctx context.Canceled. It also wraps dht.ErrNotSent when the
 //     peer's handler cannot have seen the request: the connect or the
 //     stream open failed, the request was not all written, or the peer
-//     refused the protocol, and no earlier attempt (a stale pooled stream)
-//     may have delivered it. Pooled streams on connections that have closed
-//     are dropped before use, so a call to a peer that died fails at
-//     connect, with ErrNotSent.
+//     refused the protocol or closed the stream cleanly. Pooled streams on
+//     connections that have closed are dropped before use, so a call to a
+//     peer that died fails at connect, with ErrNotSent.
 //   - a *dht.RemoteError when the peer's handler returned an error.
 //   - an error wrapping dht.ErrMessageTooLarge for an oversized request or
 //     response.

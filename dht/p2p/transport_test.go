@@ -353,18 +353,25 @@ func TestConcurrentCalls(t *testing.T) {
 	}
 }
 
-func TestRetryOnStalePooledStream(t *testing.T) {
+// TestResetPooledStream: a pooled stream the peer reset is dropped and
+// replaced; a call that went out on it before the reset was seen is not
+// resent (see TestNoResendAfterTaken). The retry of a stream the peer
+// closed cleanly is in TestLoopbackIdleTimeoutAndRetry.
+func TestResetPooledStream(t *testing.T) {
 	tests := []struct {
-		name        string
-		wantRetries float64 // stale pooled streams found on use
-		breakIt     func(t *testing.T, env *retryEnv)
+		name string
+		// failsOnce: the next call finds the pooled stream reset after its
+		// request went out (mocknet buffers the write), so the peer may
+		// have taken it: that call fails and is not resent.
+		failsOnce bool
+		breakIt   func(t *testing.T, env *retryEnv)
 	}{
-		{"server transport restarted", 1, func(t *testing.T, env *retryEnv) {
+		{"server transport restarted", true, func(t *testing.T, env *retryEnv) {
 			_ = env.server.Close()
 			env.server = newTransport(t, env.serverHost, testConfig(t))
 			env.server.Handle(protoEcho, newRecord, echo)
 		}},
-		{"server reset its streams", 1, func(t *testing.T, env *retryEnv) {
+		{"server reset its streams", true, func(t *testing.T, env *retryEnv) {
 			env.server.mu.Lock()
 			for s := range env.server.serving {
 				_ = s.Reset()
@@ -372,8 +379,8 @@ func TestRetryOnStalePooledStream(t *testing.T) {
 			env.server.mu.Unlock()
 			waitFor(t, "server streams gone", func() bool { return serving(env.server) == 0 })
 		}},
-		// The disconnect notification empties the pool: nothing to retry.
-		{"connection dropped", 0, func(t *testing.T, env *retryEnv) {
+		// The disconnect notification empties the pool: nothing is reused.
+		{"connection dropped", false, func(t *testing.T, env *retryEnv) {
 			if err := env.mn.DisconnectPeers(env.client.Self(), env.serverHost.ID()); err != nil {
 				t.Fatal(err)
 			}
@@ -388,14 +395,21 @@ func TestRetryOnStalePooledStream(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.breakIt(t, env)
-			if err := callEcho(t.Context(), t, client, env.serverHost.ID(), record([]byte("after"))); err != nil {
+			err := callEcho(t.Context(), t, client, env.serverHost.ID(), record([]byte("after")))
+			switch {
+			case tt.failsOnce && (!errors.Is(err, dht.ErrUnreachable) || errors.Is(err, dht.ErrNotSent)):
+				t.Fatalf("call after %s: err = %v, want ErrUnreachable without ErrNotSent", tt.name, err)
+			case !tt.failsOnce && err != nil:
 				t.Fatalf("call after %s: %v", tt.name, err)
+			}
+			if err := callEcho(t.Context(), t, client, env.serverHost.ID(), record([]byte("again"))); err != nil {
+				t.Fatalf("second call after %s: %v", tt.name, err)
 			}
 			if got := opened(client, protoEcho); got != 2 {
 				t.Fatalf("opened %v streams, want 2 (the first and its replacement)", got)
 			}
-			if got := counterValue(client.m.retries.WithLabelValues(string(protoEcho))); got != tt.wantRetries {
-				t.Fatalf("retries = %v, want %v", got, tt.wantRetries)
+			if got := counterValue(client.m.retries.WithLabelValues(string(protoEcho))); got != 0 {
+				t.Fatalf("retries = %v, want 0", got)
 			}
 		})
 	}
@@ -444,6 +458,38 @@ func TestNotSentOnlyWhenCertain(t *testing.T) {
 				t.Fatalf("call to an unlinked peer: err = %v (handler runs %d), want ErrNotSent", err, ran.Load())
 			}
 		})
+	}
+}
+
+// TestNoResendAfterTaken: a pooled stream reset after the peer took the
+// request (its handler ran) is not retried on a new stream, though the
+// peer is still there: a peer that restarted in between would act on the
+// request twice.
+func TestNoResendAfterTaken(t *testing.T) {
+	_, client, server := pair(t, testConfig(t), testConfig(t))
+	var ran atomic.Int32
+	server.Handle(protoOther, newRecord, func(context.Context, peer.ID, proto.Message) (proto.Message, error) {
+		if ran.Add(1) == 2 { // the second request: cut its stream before answering
+			server.mu.Lock()
+			for s := range server.serving {
+				_ = s.Reset()
+			}
+			server.mu.Unlock()
+		}
+		return &pb.Record{}, nil
+	})
+	if err := client.Call(t.Context(), server.Self(), protoOther, record(nil), &pb.Record{}); err != nil {
+		t.Fatal(err)
+	}
+	if client.pool.size() != 1 {
+		t.Fatalf("pool holds %d streams after a call, want 1", client.pool.size())
+	}
+	err := client.Call(t.Context(), server.Self(), protoOther, record(nil), &pb.Record{})
+	if !errors.Is(err, dht.ErrUnreachable) || errors.Is(err, dht.ErrNotSent) {
+		t.Fatalf("err = %v, want ErrUnreachable without ErrNotSent", err)
+	}
+	if got := ran.Load(); got != 2 {
+		t.Fatalf("handler ran %d times for two calls: the taken request was sent again", got)
 	}
 }
 
