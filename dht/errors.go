@@ -1,6 +1,9 @@
 package dht
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors shared by the dht packages and their implementations. Callers test
 // for them with errors.Is.
@@ -25,6 +28,13 @@ var (
 	// ErrRecordTooLarge: record bytes exceed MaxRecordSize.
 	ErrRecordTooLarge = errors.New("dht: record too large")
 )
+
+// NotSent returns an error wrapping ErrUnreachable and ErrNotSent, for a
+// request that certainly never reached the peer's handler; format and args
+// describe it as fmt.Errorf does (%w included).
+func NotSent(format string, args ...any) error {
+	return fmt.Errorf("%w: %w: %w", ErrUnreachable, ErrNotSent, fmt.Errorf(format, args...))
+}
 
 // RemoteError is returned by Transport.Call when the peer received the
 // request and answered with an error.

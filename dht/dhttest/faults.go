@@ -211,7 +211,7 @@ type faultTransport struct {
 // the moment of the cut kept two sides talking for seconds.
 func (t *faultTransport) Call(ctx context.Context, to peer.ID, p dht.Protocol, req, resp proto.Message) error {
 	if !t.part.Load().reachable(t.Self(), to) {
-		return fmt.Errorf("%w: %w: peer %s on %s: dhttest: partitioned", dht.ErrUnreachable, dht.ErrNotSent, to, p)
+		return dht.NotSent("peer %s on %s: dhttest: partitioned", to, p)
 	}
 	err := t.Transport.Call(ctx, to, p, req, resp)
 	if err == nil && to != t.Self() && t.f.take(p) {

@@ -79,15 +79,15 @@ func (e *Endpoint) Call(ctx context.Context, to peer.ID, p dht.Protocol, req, re
 		}
 	}()
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %w: %s: %v", dht.ErrUnreachable, dht.ErrNotSent, to, err)
+		return dht.NotSent("%s: %v", to, err)
 	}
 	r := n.route(e.id, to)
 	if r.target == nil {
-		return fmt.Errorf("%w: %w: %s: %s", dht.ErrUnreachable, dht.ErrNotSent, to, r.reason)
+		return dht.NotSent("%s: %s", to, r.reason)
 	}
 	he, ok := r.target.handler(p)
 	if !ok {
-		return fmt.Errorf("%w: %w: %s: no handler for %s", dht.ErrUnreachable, dht.ErrNotSent, to, p)
+		return dht.NotSent("%s: no handler for %s", to, p)
 	}
 	in, err := n.carry(req, he.newReq)
 	if err != nil {

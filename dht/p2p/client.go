@@ -194,7 +194,7 @@ func unreachable(to peer.ID, p dht.Protocol, reason string, err error) error {
 // notSent is unreachable for a request that certainly did not reach the
 // peer's handler.
 func notSent(to peer.ID, p dht.Protocol, reason string, err error) error {
-	return fmt.Errorf("%w: %w: peer %s on %s: %s: %w", dht.ErrUnreachable, dht.ErrNotSent, short(to), p, reason, err)
+	return dht.NotSent("peer %s on %s: %s: %w", short(to), p, reason, err)
 }
 
 func badResponse(from peer.ID, err error) error {

@@ -133,7 +133,7 @@ func (e *Engine) callCoordinate(ctx context.Context, id peer.ID, w Write) (Write
 			return WriteResult{}, nil, fmt.Errorf("%w: %s", ErrTooManySiblings, re.Message)
 		case errors.As(err, &re) && strings.Contains(re.Message, errNotServed.Error()):
 			// The peer is shutting down and did not act on it.
-			return WriteResult{}, nil, fmt.Errorf("%w: %w: %s", dht.ErrUnreachable, dht.ErrNotSent, re.Message)
+			return WriteResult{}, nil, dht.NotSent("%s", re.Message)
 		}
 		return WriteResult{}, nil, err
 	}
