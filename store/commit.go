@@ -59,6 +59,7 @@ type commitReq struct {
 // commits.
 type committer struct {
 	db    *badger.DB
+	vers  *versions
 	log   *slog.Logger
 	queue chan *commitReq
 	quit  chan struct{} // closed by stop; never send on queue after stop
@@ -68,9 +69,10 @@ type committer struct {
 	requests atomic.Int64 // requests those transactions carried
 }
 
-func newCommitter(db *badger.DB, log *slog.Logger) *committer {
+func newCommitter(db *badger.DB, vers *versions, log *slog.Logger) *committer {
 	c := &committer{
 		db:    db,
+		vers:  vers,
 		log:   log,
 		queue: make(chan *commitReq, commitQueueLen),
 		quit:  make(chan struct{}),
@@ -156,7 +158,7 @@ func (c *committer) commitGroup(group []*commitReq) {
 // transaction, reports the results of the requests it consumed, and returns
 // their number (at least 1).
 func (c *committer) commitPrefix(group []*commitReq) int {
-	txn := c.db.NewTransaction(true)
+	txn := c.vers.newWrite()
 	for i, r := range group {
 		err := addMutations(txn, r.muts)
 		if err == nil {
@@ -172,13 +174,13 @@ func (c *committer) commitPrefix(group []*commitReq) int {
 		r.done <- opError("commit", err) // too big alone, or invalid
 		return i + 1
 	}
-	c.finish(group, txn.Commit())
+	c.finish(group, c.commitTxn(txn))
 	return len(group)
 }
 
 // commitAll commits requests known to fit in one transaction.
 func (c *committer) commitAll(group []*commitReq) {
-	txn := c.db.NewTransaction(true)
+	txn := c.vers.newWrite()
 	for _, r := range group {
 		if err := addMutations(txn, r.muts); err != nil {
 			txn.Discard()
@@ -186,7 +188,15 @@ func (c *committer) commitAll(group []*commitReq) {
 			return
 		}
 	}
-	c.finish(group, txn.Commit())
+	c.finish(group, c.commitTxn(txn))
+}
+
+// commitTxn commits txn at the next timestamp (see versions.go).
+func (c *committer) commitTxn(txn *badger.Txn) error {
+	ts := c.vers.next()
+	err := txn.CommitAt(ts, nil)
+	c.vers.committed(ts)
+	return err
 }
 
 // finish reports the outcome of one Badger commit to the requests it carried.

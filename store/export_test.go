@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -40,15 +41,24 @@ func (s *Badger) BadgerExpiresAtForTest(key []byte) (uint64, error) {
 
 // PutDirectForTest writes like Put but in its own Badger transaction,
 // bypassing the group committer: the baseline for BenchmarkPutParallel.
+// Its commits take timestamps from their own counter, far above the
+// committer's, and race each other, so a store it wrote to is only good
+// for benchmarks.
 func (s *Badger) PutDirectForTest(key []byte, rec dht.Record) error {
 	m, err := setMutation(key, rec)
 	if err != nil {
 		return err
 	}
-	return opError("put", s.db.Update(func(txn *badger.Txn) error {
-		return addMutations(txn, []mutation{m})
-	}))
+	txn := s.vers.newWrite()
+	defer txn.Discard()
+	if err := addMutations(txn, []mutation{m}); err != nil {
+		return opError("put", err)
+	}
+	return opError("put", txn.CommitAt(directTs.Add(1), nil))
 }
+
+// directTs is PutDirectForTest's commit timestamp counter.
+var directTs = func() *atomic.Uint64 { var c atomic.Uint64; c.Store(1 << 40); return &c }()
 
 // GCPassesForTest is the number of completed value-log GC passes.
 func (s *Badger) GCPassesForTest() int64 { return s.gc.runs.Load() }
@@ -57,4 +67,18 @@ func (s *Badger) GCPassesForTest() int64 { return s.gc.runs.Load() }
 // made and how many requests they carried.
 func (s *Badger) CommitStatsForTest() (commits, requests int64) {
 	return s.commit.commits.Load(), s.commit.requests.Load()
+}
+
+// lastForTest is the newest committed timestamp.
+func (v *versions) lastForTest() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.last
+}
+
+// discardForTest is the discard timestamp last given to Badger.
+func (v *versions) discardForTest() uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.discard
 }

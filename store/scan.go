@@ -42,30 +42,9 @@ func (s *Badger) Scan(ctx context.Context, start, end []byte, fn func(key []byte
 	}
 	defer s.gate.exit()
 	lo, hi := scanBounds(start, end)
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchSize = scanPrefetch
-		opts.Prefix = iterPrefix(lo, hi, end == nil)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		now := s.clock.Now()
-		n := 0
-		for it.Seek(lo); it.Valid(); it.Next() {
-			item := it.Item()
-			if bytes.Compare(item.Key(), hi) >= 0 {
-				return nil
-			}
-			if n++; n%ctxCheckEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			if err := s.visit(item, now, fn); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	txn, done := s.vers.snapshot()
+	err := s.scan(ctx, txn, lo, hi, end == nil, fn)
+	done()
 	var stop *errStopScan
 	switch {
 	case err == nil:
@@ -76,6 +55,32 @@ func (s *Badger) Scan(ctx context.Context, start, end []byte, fn func(key []byte
 		return err
 	}
 	return opError("scan", err)
+}
+
+// scan iterates txn over [lo, hi), handing live records to fn.
+func (s *Badger) scan(ctx context.Context, txn *badger.Txn, lo, hi []byte, open bool, fn func([]byte, dht.Record) error) error {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchSize = scanPrefetch
+	opts.Prefix = iterPrefix(lo, hi, open)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	now := s.clock.Now()
+	n := 0
+	for it.Seek(lo); it.Valid(); it.Next() {
+		item := it.Item()
+		if bytes.Compare(item.Key(), hi) >= 0 {
+			return nil
+		}
+		if n++; n%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if err := s.visit(item, now, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // visit decodes one item and hands it to fn unless it has expired.

@@ -23,6 +23,7 @@ type Badger struct {
 	db    *badger.DB
 
 	gate   gate
+	vers   *versions
 	commit *committer
 	gc     *valueLogGC
 	size   diskUsage
@@ -50,7 +51,7 @@ func Open(cfg Config) (*Badger, error) {
 		return nil, err
 	}
 	cfg.Dir = dir // immune to a later chdir
-	db, err := badger.Open(cfg.badgerOptions(log))
+	db, err := badger.OpenManaged(cfg.badgerOptions(log))
 	if err != nil {
 		return nil, openError(dir, err)
 	}
@@ -62,7 +63,8 @@ func Open(cfg Config) (*Badger, error) {
 		size:  diskUsage{dir: dir},
 	}
 	s.gate.init()
-	s.commit = newCommitter(db, log)
+	s.vers = newVersions(db)
+	s.commit = newCommitter(db, s.vers, log)
 	s.gc = startValueLogGC(db, cfg.GCInterval, log)
 	log.Debug("store opened", "dir", dir, "sync_writes", cfg.SyncWrites)
 	return s, nil
