@@ -79,7 +79,12 @@ func newBenchCmd(g *globals) *cobra.Command {
 					return explain(err)
 				}
 			}
-			res, err := runBench(cmd.Context(), cl, bc, &contexts)
+			kv, err := client.NewKV(cl.Addr(), bc.concurrency)
+			if err != nil {
+				return err
+			}
+			defer kv.Close()
+			res, err := runBench(cmd.Context(), kv, bc, &contexts)
 			if err != nil {
 				return explain(err)
 			}
@@ -186,7 +191,14 @@ func (w *benchWorker) pick(bc benchConfig) uint64 {
 	return w.rng.Uint64N(uint64(bc.keys))
 }
 
-func runBench(ctx context.Context, cl *client.Client, bc benchConfig, contexts *sync.Map) (BenchResult, error) {
+// benchClient is what a bench worker sends its requests through:
+// client.KV, whose lean HTTP client leaves the shared cores to the daemons.
+type benchClient interface {
+	Put(ctx context.Context, key, value []byte, o client.WriteOptions) (client.WriteResponse, error)
+	GetValue(ctx context.Context, key []byte, o client.ReadOptions) ([]byte, error)
+}
+
+func runBench(ctx context.Context, cl benchClient, bc benchConfig, contexts *sync.Map) (BenchResult, error) {
 	if bc.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, bc.duration)
@@ -222,7 +234,7 @@ func runBench(ctx context.Context, cl *client.Client, bc benchConfig, contexts *
 // carry the causal context the previous put of the same key returned, as a
 // client of a versioned store does, so repeated writes replace each other
 // instead of piling up as siblings.
-func (w *benchWorker) run(ctx context.Context, cl *client.Client, bc benchConfig, value []byte, remaining *atomic.Int64, contexts *sync.Map) {
+func (w *benchWorker) run(ctx context.Context, cl benchClient, bc benchConfig, value []byte, remaining *atomic.Int64, contexts *sync.Map) {
 	ropts := client.ReadOptions{Consistency: bc.consistency}
 	for ctx.Err() == nil {
 		if bc.duration == 0 && remaining.Add(-1) < 0 {
