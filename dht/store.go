@@ -18,6 +18,10 @@ type Store interface {
 	Put(ctx context.Context, key []byte, rec Record) error
 	// PutBatch stores many records atomically with one commit.
 	PutBatch(ctx context.Context, entries []Entry) error
+	// PutEach stores each entry as Put would, each atomic on its own, all
+	// handed to the store at once so that they share commits; errs[i] is
+	// entry i's result.
+	PutEach(ctx context.Context, entries []Entry) (errs []error)
 	// Delete removes key. Deleting an absent key is not an error.
 	Delete(ctx context.Context, key []byte) error
 	// Scan calls fn for each live record with start <= key < end, in key

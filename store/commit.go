@@ -85,15 +85,34 @@ func newCommitter(db *badger.DB, vers *versions, log *slog.Logger) *committer {
 // submit queues muts as one atomic commit and waits for its result. If ctx
 // ends first it returns ctx's error; the mutations may still be committed.
 func (c *committer) submit(ctx context.Context, muts []mutation) error {
+	r := newCommitReq(muts)
+	if err := c.enqueue(ctx, r); err != nil {
+		return err
+	}
+	return c.wait(ctx, r)
+}
+
+func newCommitReq(muts []mutation) *commitReq {
 	r := &commitReq{muts: muts, done: make(chan error, 1)}
 	for _, m := range muts {
 		r.bytes += len(m.value)
 	}
+	return r
+}
+
+// enqueue queues r, unless ctx ends first.
+func (c *committer) enqueue(ctx context.Context, r *commitReq) error {
 	select {
 	case c.queue <- r:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// wait returns r's result, or ctx's error if ctx ends first (r may still
+// be committed).
+func (c *committer) wait(ctx context.Context, r *commitReq) error {
 	select {
 	case err := <-r.done:
 		return err

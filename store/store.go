@@ -155,6 +155,51 @@ func (s *Badger) PutBatch(ctx context.Context, entries []dht.Entry) error {
 	return s.submit(ctx, muts)
 }
 
+// PutEach stores each entry as Put would: each one atomic, all queued for
+// the group committer at once, so they share commits without a goroutine
+// per entry. errs[i] is entry i's result.
+func (s *Badger) PutEach(ctx context.Context, entries []dht.Entry) []error {
+	errs := make([]error, len(entries))
+	fail := func(err error) []error {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(err)
+	}
+	reqs := make([]*commitReq, len(entries))
+	for i, e := range entries {
+		m, err := setMutation(e.Key, e.Record)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		reqs[i] = newCommitReq([]mutation{m})
+	}
+	if !s.gate.enter() {
+		return fail(errUseAfterClose)
+	}
+	defer s.gate.exit()
+	for i, r := range reqs {
+		if r != nil {
+			if err := s.commit.enqueue(ctx, r); err != nil {
+				errs[i] = err
+				reqs[i] = nil
+			}
+		}
+	}
+	for i, r := range reqs {
+		if r != nil {
+			errs[i] = s.commit.wait(ctx, r)
+		}
+	}
+	return errs
+}
+
 // Delete removes key. Deleting an absent key is not an error.
 func (s *Badger) Delete(ctx context.Context, key []byte) error {
 	bk, err := dataKey(key)

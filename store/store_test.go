@@ -415,3 +415,38 @@ func TestSize(t *testing.T) {
 	waitFor(t, 10*time.Second, "Size to grow by 4 MiB", func() bool { return s.Size() >= empty+4<<20 })
 	t.Logf("Size: empty %d bytes, after 4 MiB of records %d bytes", empty, s.Size())
 }
+
+// PutEach stores each valid entry, fails a bad one alone, and after Close
+// fails them all.
+func TestPutEach(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.SyncWrites = true
+	s, err := store.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := []dht.Entry{
+		{Key: []byte("a"), Record: rec("1")},
+		{Key: []byte(strings.Repeat("k", store.MaxKeySize+1)), Record: rec("too long a key")},
+		{Key: []byte("b"), Record: rec("2")},
+		{Key: []byte("a"), Record: rec("3")}, // later entries of a key win
+	}
+	errs := s.PutEach(ctx, entries)
+	if len(errs) != 4 || errs[0] != nil || errs[1] == nil || errs[2] != nil || errs[3] != nil {
+		t.Fatalf("PutEach errors = %v, want only the second to fail", errs)
+	}
+	for key, want := range map[string]string{"a": "3", "b": "2"} {
+		if got, err := s.Get(ctx, []byte(key)); err != nil || recValue(got) != want {
+			t.Fatalf("Get(%s) = %q, %v; want %q", key, recValue(got), err, want)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range s.PutEach(ctx, entries[:1]) {
+		if !errors.Is(err, store.ErrClosed) {
+			t.Fatalf("PutEach after Close: errs[%d] = %v, want ErrClosed", i, err)
+		}
+	}
+}

@@ -50,6 +50,14 @@ func (m *memStore) Put(ctx context.Context, key []byte, rec dht.Record) error {
 	return m.PutBatch(ctx, []dht.Entry{{Key: key, Record: rec}})
 }
 
+func (m *memStore) PutEach(ctx context.Context, entries []dht.Entry) []error {
+	errs := make([]error, len(entries))
+	for i, e := range entries {
+		errs[i] = m.Put(ctx, e.Key, e.Record)
+	}
+	return errs
+}
+
 func (m *memStore) PutBatch(_ context.Context, entries []dht.Entry) error {
 	bs := make([][]byte, len(entries))
 	for i, e := range entries {

@@ -134,6 +134,15 @@ func (s *MemStore) Put(ctx context.Context, key []byte, rec dht.Record) error {
 	return s.PutBatch(ctx, []dht.Entry{{Key: key, Record: rec}})
 }
 
+// PutEach stores each entry as Put does.
+func (s *MemStore) PutEach(ctx context.Context, entries []dht.Entry) []error {
+	errs := make([]error, len(entries))
+	for i, e := range entries {
+		errs[i] = s.Put(ctx, e.Key, e.Record)
+	}
+	return errs
+}
+
 // PutBatch stores every entry or, when one does not encode, none.
 func (s *MemStore) PutBatch(ctx context.Context, entries []dht.Entry) error {
 	if err := ctx.Err(); err != nil {

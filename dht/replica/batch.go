@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -10,7 +9,6 @@ import (
 
 	"github.com/ringkv/ringkv/dht"
 	"github.com/ringkv/ringkv/dht/pb"
-	"github.com/ringkv/ringkv/dht/ring"
 )
 
 // Replica writes and reads to one peer are coalesced. A request to a peer
@@ -217,25 +215,18 @@ func (e *Engine) exchangeReads(ctx context.Context, to peer.ID, reqs []*pb.ReadR
 	return rb.GetReads(), remoteErrors(to, rb.GetErrors(), len(reqs)), nil
 }
 
-// handleWriteBatch applies each write of a batch. The writes run
-// concurrently, so the store commits them together.
+// handleWriteBatch applies the writes of a batch together (see applyBatch).
 func (e *Engine) handleWriteBatch(ctx context.Context, r *pb.WriteBatchRequest) (*pb.KVResponse, error) {
 	if len(r.Writes) == 0 || len(r.Writes) > maxBatch {
 		e.m.refused.WithLabelValues("batch").Inc()
 		return nil, fmt.Errorf("%w: batch of %d writes", ErrBadRequest, len(r.Writes))
 	}
 	out := &pb.WriteBatchResponse{Errors: make([]string, len(r.Writes))}
-	var wg sync.WaitGroup
-	for i, w := range r.Writes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := e.applyWrite(ctx, w); err != nil {
-				out.Errors[i] = err.Error()
-			}
-		}()
+	for i, err := range e.applyBatch(ctx, r.Writes) {
+		if err != nil {
+			out.Errors[i] = err.Error()
+		}
 	}
-	wg.Wait()
 	return &pb.KVResponse{Result: &pb.KVResponse_WriteBatch{WriteBatch: out}}, nil
 }
 
@@ -255,32 +246,4 @@ func (e *Engine) handleReadBatch(ctx context.Context, r *pb.ReadBatchRequest) (*
 		out.Reads[i] = ans
 	}
 	return &pb.KVResponse{Result: &pb.KVResponse_ReadBatch{ReadBatch: out}}, nil
-}
-
-// applyWrite validates and applies one replica write from a peer.
-func (e *Engine) applyWrite(ctx context.Context, r *pb.WriteRequest) error {
-	if r == nil {
-		e.m.refused.WithLabelValues("record").Inc()
-		return fmt.Errorf("%w: missing write", ErrBadRequest)
-	}
-	if err := e.checkKey(r.Key); err != nil {
-		return err
-	}
-	if err := e.checkRecord(r.Record); err != nil {
-		return err
-	}
-	var hintFor peer.ID
-	if len(r.HintFor) > 0 {
-		id, err := peer.IDFromBytes(r.HintFor)
-		if err != nil {
-			e.m.refused.WithLabelValues("hint_for").Inc()
-			return fmt.Errorf("%w: bad hint target", ErrBadRequest)
-		}
-		hintFor = id
-	}
-	_, err := e.apply(ctx, ring.KeyPos(r.Key), r.Key, dht.RecordFromPB(r.Record), hintFor)
-	if errors.Is(err, dht.ErrClosed) {
-		return dht.ErrClosed
-	}
-	return err
 }

@@ -180,46 +180,6 @@ func (e *Engine) localRecord(ctx context.Context, pos uint64, key []byte) (dht.R
 	return rec, found, nil
 }
 
-// apply merges incoming into this node's copy of key (its replica record,
-// or the hint it holds for hintFor) and reports whether anything changed.
-func (e *Engine) apply(ctx context.Context, pos uint64, key []byte, incoming dht.Record, hintFor peer.ID) (bool, error) {
-	if hintFor == e.self {
-		hintFor = ""
-	}
-	sk := DataKey(pos, key)
-	if hintFor != "" {
-		sk = hintKey(pos, key, hintFor)
-	}
-	mu := e.lock(pos)
-	mu.Lock()
-	defer mu.Unlock()
-	cur, err := e.st.Get(ctx, sk)
-	existed := err == nil
-	if err != nil && !errors.Is(err, dht.ErrNotFound) {
-		return false, err
-	}
-	merged := version.Merge(cur, incoming)
-	if e.cfg.LWW {
-		merged = version.ResolveLWW(merged)
-	}
-	if existed && version.Identical(merged, cur) {
-		return false, nil
-	}
-	if err := e.st.Put(ctx, sk, merged); err != nil {
-		return false, err
-	}
-	if hintFor != "" {
-		e.addHint(pos, key, hintFor)
-	}
-	return true, nil
-}
-
-// Apply merges a record into this node's replica of key, as a replica
-// receiving a write would. Anti-entropy and range transfers use it.
-func (e *Engine) Apply(ctx context.Context, key []byte, pos uint64, rec dht.Record) (bool, error) {
-	return e.apply(ctx, pos, key, rec, "")
-}
-
 // handle answers one request of the replica protocol.
 func (e *Engine) handle(ctx context.Context, from peer.ID, req proto.Message) (proto.Message, error) {
 	r, ok := req.(*pb.KVRequest)

@@ -200,3 +200,49 @@ func TestHandleValid(t *testing.T) {
 		})
 	}
 }
+
+// TestHandleWriteBatch sends one batch holding concurrent writes of one
+// key, an invalid write and a hint: the invalid write fails alone, both
+// writes of the key survive as siblings, and the hint is stored and
+// indexed.
+func TestHandleWriteBatch(t *testing.T) {
+	c := newCluster(t, 3, testConfig())
+	n := c.node(c.ids[0])
+	k, hk := []byte("batch-key"), []byte("batch-hinted")
+	a := mkRecord(dht.Record{}, c.ids[1], "a", 1)
+	b := mkRecord(dht.Record{}, c.ids[2], "b", 2)
+	req := &pb.KVRequest{Op: &pb.KVRequest_WriteBatch{WriteBatch: &pb.WriteBatchRequest{Writes: []*pb.WriteRequest{
+		{Key: k, Record: dht.RecordToPB(a)},
+		{Record: validRecord()}, // no key
+		{Key: k, Record: dht.RecordToPB(b)},
+		{Key: hk, Record: dht.RecordToPB(a), HintFor: []byte(c.ids[1])},
+	}}}}
+	resp, err := handleNoPanic(n.e, req)
+	if err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	errs := resp.(*pb.KVResponse).GetWriteBatch().GetErrors()
+	if len(errs) != 4 || errs[0] != "" || errs[2] != "" || errs[3] != "" || !strings.Contains(errs[1], replica.ErrBadRequest.Error()) {
+		t.Fatalf("errors = %q, want only the second to fail with a bad request", errs)
+	}
+	if rec, ok := c.data(c.ids[0], k); !ok || fmt.Sprint(values(rec)) != "[a b]" {
+		t.Fatalf("record of %s = %v (found %v), want siblings [a b]", k, values(rec), ok)
+	}
+	if rec, ok := c.hint(c.ids[0], hk, c.ids[1]); !ok || fmt.Sprint(values(rec)) != "[a]" {
+		t.Fatalf("hint for %s = %v (found %v), want [a]", c.ids[1], values(rec), ok)
+	}
+	if got := n.e.Hints(); got != 1 {
+		t.Fatalf("Hints() = %d, want 1", got)
+	}
+	// The same batch again changes nothing and fails nothing.
+	resp, err = handleNoPanic(n.e, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := resp.(*pb.KVResponse).GetWriteBatch().GetErrors(); errs[0] != "" || errs[2] != "" || errs[3] != "" {
+		t.Fatalf("resent batch errors = %q", errs)
+	}
+	if rec, _ := c.data(c.ids[0], k); fmt.Sprint(values(rec)) != "[a b]" {
+		t.Fatalf("after resending: %v, want [a b]", values(rec))
+	}
+}
