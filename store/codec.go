@@ -65,6 +65,14 @@ func encodeRecord(rec dht.Record) (val []byte, expiresAt uint64, err error) {
 	return val, badgerExpiry(rec.ExpiresAt), nil
 }
 
+// badgerExpired reports whether Badger's TTL for rec has passed by the
+// system clock, as Badger decides it, so that a cached record vanishes
+// when Badger's copy does.
+func badgerExpired(rec dht.Record) bool {
+	exp := badgerExpiry(rec.ExpiresAt)
+	return exp != 0 && exp <= uint64(time.Now().Unix())
+}
+
 // decodeRecord decodes the stored value of key. Any failure, including a
 // length over dht.MaxRecordSize (which Put never writes), is corruption.
 func decodeRecord(key, val []byte) (dht.Record, error) {

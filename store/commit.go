@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/ringkv/ringkv/dht"
 )
 
 // Group commit.
@@ -46,6 +48,9 @@ type mutation struct {
 	value     []byte // nil for a delete
 	expiresAt uint64 // Badger expiry, unix seconds; 0 never
 	del       bool
+	// rec is the decoded record for the record cache, owned by the
+	// mutation; nil when the record is not to be cached.
+	rec *dht.Record
 }
 
 // commitReq is one caller's atomic set of mutations.
@@ -60,6 +65,7 @@ type commitReq struct {
 type committer struct {
 	db    *badger.DB
 	vers  *versions
+	cache *recordCache
 	log   *slog.Logger
 	queue chan *commitReq
 	quit  chan struct{} // closed by stop; never send on queue after stop
@@ -69,10 +75,11 @@ type committer struct {
 	requests atomic.Int64 // requests those transactions carried
 }
 
-func newCommitter(db *badger.DB, vers *versions, log *slog.Logger) *committer {
+func newCommitter(db *badger.DB, vers *versions, cache *recordCache, log *slog.Logger) *committer {
 	c := &committer{
 		db:    db,
 		vers:  vers,
+		cache: cache,
 		log:   log,
 		queue: make(chan *commitReq, commitQueueLen),
 		quit:  make(chan struct{}),
@@ -218,10 +225,20 @@ func (c *committer) commitTxn(txn *badger.Txn) error {
 	return err
 }
 
-// finish reports the outcome of one Badger commit to the requests it carried.
+// finish updates the record cache with the outcome of one Badger commit
+// (see cache.go) and reports it to the requests it carried.
 func (c *committer) finish(group []*commitReq, err error) {
 	c.commits.Add(1)
 	c.requests.Add(int64(len(group)))
+	for _, r := range group {
+		for _, m := range r.muts {
+			if err == nil && m.rec != nil {
+				c.cache.set(m.key, m.rec)
+			} else {
+				c.cache.drop(m.key)
+			}
+		}
+	}
 	err = opError("commit", err)
 	if err != nil {
 		c.log.Warn("store commit failed", "op", "commit", "requests", len(group), "err", err)

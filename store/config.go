@@ -72,6 +72,12 @@ type Config struct {
 	// (Badger's default): fastest lookups, but memory grows with the data.
 	IndexCacheSize int64
 
+	// RecordCacheSize bounds the cache of decoded records of recently
+	// written keys, in bytes (see cache.go). Default 16 MiB. It spares a
+	// read-merge-write and a read of a hot key the Badger lookup and the
+	// decode; records above 1/256 of it are not cached. 0 disables it.
+	RecordCacheSize int64
+
 	// ValueLogFileSize is the size at which a value-log file is rotated, in
 	// bytes. Default 128 MiB (Badger's is 1 GiB). It must hold the largest
 	// record (dht.MaxRecordSize plus a little), and be below 2 GiB. Value-log
@@ -124,6 +130,7 @@ func DefaultConfig(dir string) Config {
 		NumLevelZeroTables: 4,
 		BlockCacheSize:     8 * mib,
 		IndexCacheSize:     4 * mib,
+		RecordCacheSize:    16 * mib,
 		ValueLogFileSize:   128 * mib,
 		ValueThreshold:     4 * kib,
 		NumCompactors:      2,
@@ -151,6 +158,8 @@ func (c Config) Validate() error {
 		return bad("BlockCacheSize %d must be positive (tables are compressed)", c.BlockCacheSize)
 	case c.IndexCacheSize < 0:
 		return bad("IndexCacheSize %d is negative", c.IndexCacheSize)
+	case c.RecordCacheSize < 0:
+		return bad("RecordCacheSize %d is negative", c.RecordCacheSize)
 	case c.ValueLogFileSize < dht.MaxRecordSize+vlogHeadroom:
 		return bad("ValueLogFileSize %d cannot hold a record of dht.MaxRecordSize (%d) bytes",
 			c.ValueLogFileSize, dht.MaxRecordSize)

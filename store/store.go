@@ -24,6 +24,7 @@ type Badger struct {
 
 	gate   gate
 	vers   *versions
+	cache  *recordCache
 	commit *committer
 	gc     *valueLogGC
 	size   diskUsage
@@ -64,7 +65,8 @@ func Open(cfg Config) (*Badger, error) {
 	}
 	s.gate.init()
 	s.vers = newVersions(db)
-	s.commit = newCommitter(db, s.vers, log)
+	s.cache = newRecordCache(cfg.RecordCacheSize)
+	s.commit = newCommitter(db, s.vers, s.cache, log)
 	s.gc = startValueLogGC(db, cfg.GCInterval, log)
 	log.Debug("store opened", "dir", dir, "sync_writes", cfg.SyncWrites)
 	return s, nil
@@ -103,6 +105,12 @@ func (s *Badger) Get(ctx context.Context, key []byte) (dht.Record, error) {
 		return dht.Record{}, errUseAfterClose
 	}
 	defer s.gate.exit()
+	if rec, ok := s.cache.get(bk); ok && !badgerExpired(rec) {
+		if rec.Expired(s.clock.Now()) {
+			return dht.Record{}, dht.ErrNotFound
+		}
+		return rec, nil
+	}
 	var rec dht.Record
 	err = s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(bk)
@@ -129,7 +137,7 @@ func (s *Badger) Get(ctx context.Context, key []byte) (dht.Record, error) {
 // Put stores rec under key, replacing what was there. A record with an
 // expiry is also given Badger's TTL so that Badger reclaims it.
 func (s *Badger) Put(ctx context.Context, key []byte, rec dht.Record) error {
-	m, err := setMutation(key, rec)
+	m, err := s.setMutation(key, rec)
 	if err != nil {
 		return err
 	}
@@ -146,7 +154,7 @@ func (s *Badger) PutBatch(ctx context.Context, entries []dht.Entry) error {
 	}
 	muts := make([]mutation, len(entries))
 	for i, e := range entries {
-		m, err := setMutation(e.Key, e.Record)
+		m, err := s.setMutation(e.Key, e.Record)
 		if err != nil {
 			return fmt.Errorf("%w (batch entry %d)", err, i)
 		}
@@ -173,7 +181,7 @@ func (s *Badger) PutEach(ctx context.Context, entries []dht.Entry) []error {
 	}
 	reqs := make([]*commitReq, len(entries))
 	for i, e := range entries {
-		m, err := setMutation(e.Key, e.Record)
+		m, err := s.setMutation(e.Key, e.Record)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -220,6 +228,17 @@ func (s *Badger) MaxBatchBytes() int64 { return s.db.MaxBatchSize() }
 // allocated, so sparse preallocated files count for what they use). It is
 // recomputed at most once a second.
 func (s *Badger) Size() int64 { return s.size.get() }
+
+// setMutation validates and encodes one Put, with a copy of rec for the
+// record cache when it is small enough to be cached.
+func (s *Badger) setMutation(key []byte, rec dht.Record) (mutation, error) {
+	m, err := setMutation(key, rec)
+	if err != nil {
+		return mutation{}, err
+	}
+	m.rec, _ = s.cache.cacheable(m.key, rec)
+	return m, nil
+}
 
 // setMutation validates and encodes one Put.
 func setMutation(key []byte, rec dht.Record) (mutation, error) {
