@@ -73,17 +73,17 @@ func newBenchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
+			kv, err := client.NewKV(cl.Addr(), bc.concurrency)
+			if err != nil {
+				return usagef("--api %s: ringkv bench speaks plain HTTP; give host:port or an http:// URL", cl.Addr())
+			}
+			defer kv.Close()
 			var contexts sync.Map
 			if !bc.noFill && bc.op != "put" {
 				if err := fill(cmd.Context(), cl, bc, &contexts); err != nil {
 					return explain(err)
 				}
 			}
-			kv, err := client.NewKV(cl.Addr(), bc.concurrency)
-			if err != nil {
-				return err
-			}
-			defer kv.Close()
 			res, err := runBench(cmd.Context(), kv, bc, &contexts)
 			if err != nil {
 				return explain(err)
@@ -288,8 +288,10 @@ func summarize(bc benchConfig, workers []*benchWorker, elapsed time.Duration) (B
 	}
 	res.Ops = int64(len(all))
 	if res.Ops == 0 {
-		if res.FirstError != "" {
-			return res, errors.New("every request failed; first error: " + res.FirstError)
+		for _, w := range workers {
+			if w.firstErr != nil {
+				return res, fmt.Errorf("every request failed; first error: %w", w.firstErr)
+			}
 		}
 		return res, errors.New("no request completed")
 	}

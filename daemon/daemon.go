@@ -226,6 +226,10 @@ func (d *Daemon) registerGauges() {
 	}}
 	d.metrics.gauge("ringkv_store_keys", "Keys stored on this node (including tombstones awaiting collection).", d.keys.get)
 	d.metrics.gauge("ringkv_store_bytes", "Bytes the store occupies on disk.", func() float64 { return float64(d.store.Size()) })
+	d.metrics.counter("ringkv_store_cache_hits_total", "Store reads answered from the record cache.",
+		func() float64 { h, _ := d.store.CacheStats(); return float64(h) })
+	d.metrics.counter("ringkv_store_cache_misses_total", "Store reads that went to Badger.",
+		func() float64 { _, m := d.store.CacheStats(); return float64(m) })
 	d.metrics.gauge("ringkv_peers_connected", "Peers with an open libp2p connection.", func() float64 {
 		return float64(len(connectedPeers(d.host)))
 	})

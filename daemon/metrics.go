@@ -47,6 +47,11 @@ func (m *metrics) gauge(name, help string, fn func() float64) {
 	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn))
 }
 
+// counter registers a counter whose value comes from fn at scrape time.
+func (m *metrics) counter(name, help string, fn func() float64) {
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn))
+}
+
 // cached wraps an expensive reading so scrapes and status calls share one
 // value for up to ttl.
 type cached struct {

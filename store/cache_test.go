@@ -127,7 +127,7 @@ func TestStoreCacheNeverGoesBack(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	hits, misses := s.cacheStatsForTest()
+	hits, misses := s.CacheStats()
 	if hits == 0 || misses == 0 {
 		t.Fatalf("cache hits %d, misses %d: the test should exercise both paths", hits, misses)
 	}

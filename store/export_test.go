@@ -82,8 +82,3 @@ func (v *versions) discardForTest() uint64 {
 	defer v.mu.Unlock()
 	return v.discard
 }
-
-// cacheStatsForTest returns the record cache's hits and misses.
-func (s *Badger) cacheStatsForTest() (hits, misses int64) {
-	return s.cache.hits.Load(), s.cache.misses.Load()
-}

@@ -224,6 +224,12 @@ func (s *Badger) Delete(ctx context.Context, key []byte) error {
 // ErrBatchTooLarge; callers streaming many records split them well below it.
 func (s *Badger) MaxBatchBytes() int64 { return s.db.MaxBatchSize() }
 
+// CacheStats returns how many Gets the record cache answered and how many
+// went to Badger since Open.
+func (s *Badger) CacheStats() (hits, misses int64) {
+	return s.cache.hits.Load(), s.cache.misses.Load()
+}
+
 // Size returns the bytes the store's files occupy on disk (blocks
 // allocated, so sparse preallocated files count for what they use). It is
 // recomputed at most once a second.

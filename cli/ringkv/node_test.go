@@ -260,3 +260,44 @@ func TestTwoDaemonsConnectThroughBootstrap(t *testing.T) {
 		return strings.Contains(a.cli("", "peers").stdout, bid) && strings.Contains(b.cli("", "peers").stdout, aid)
 	})
 }
+
+// TestBenchAgainstADaemon runs `ringkv bench` through the CLI: puts store
+// values the API then reads back, gets find them, and the JSON result
+// counts every operation.
+func TestBenchAgainstADaemon(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "n1"), "--replicas", "1", "--write-quorum", "1", "--read-quorum", "1")
+	var res struct {
+		Op        string  `json:"op"`
+		Ops       int64   `json:"ops"`
+		Errors    int64   `json:"errors"`
+		Misses    int64   `json:"misses"`
+		OpsPerSec float64 `json:"ops_per_sec"`
+		P50ms     float64 `json:"p50_ms"`
+	}
+	for _, args := range [][]string{
+		{"bench", "--op", "put", "-c", "4", "-n", "200", "--keys", "50", "--value-size", "10", "-o", "json"},
+		{"bench", "--op", "get", "-c", "4", "-n", "200", "--keys", "50", "--no-fill", "-o", "json"},
+	} {
+		r := n.cli("", args...)
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil {
+			t.Fatalf("%v: exit %d out %q err %q", args, r.code, r.stdout, r.stderr)
+		}
+		if res.Op != args[2] || res.Ops != 200 || res.Errors != 0 || res.Misses != 0 || res.OpsPerSec <= 0 || res.P50ms <= 0 {
+			t.Fatalf("%v: %+v; want 200 operations, no error, no miss", args, res)
+		}
+	}
+	got, err := n.client().Get(context.Background(), []byte("bench:7"), client.ReadOptions{})
+	if err != nil || len(got.Siblings) != 1 || len(got.Siblings[0].Value) != 10 {
+		t.Fatalf("bench:7 after the put run: %+v, %v; want one 10-byte value", got, err)
+	}
+	if r := n.cli("", "bench", "--op", "get", "-c", "1", "-n", "5", "--key-prefix", "never-written:", "--no-fill", "-o", "json"); r.code != 0 ||
+		json.Unmarshal([]byte(r.stdout), &res) != nil || res.Misses != 5 {
+		t.Fatalf("bench over missing keys: exit %d %+v; want 5 misses", r.code, res)
+	}
+	if r := run(t, "", "--api", "127.0.0.1:1", "bench", "-n", "3", "--no-fill"); r.code != 3 || strings.Count(r.stderr, "\n") != 1 {
+		t.Fatalf("bench with no daemon: exit %d %q; want exit 3 and one line", r.code, r.stderr)
+	}
+	if r := run(t, "", "--api", "https://127.0.0.1:1", "bench", "-n", "3"); r.code != 2 || !strings.Contains(r.stderr, "plain HTTP") {
+		t.Fatalf("bench on an https address: exit %d %q; want exit 2 saying why", r.code, r.stderr)
+	}
+}

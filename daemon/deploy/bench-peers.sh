@@ -23,7 +23,7 @@ cleanup() {
   for p in "$WORK"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ -n "${REDIS_STARTED:-}" ] && redis-cli -p 7001 shutdown nosave >/dev/null 2>&1 || true
-  [ -d "$WORK/etcd" ] && "$PEERS/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null 2>&1 || true
+  [ -f "$WORK/etcd/pids" ] && "$PEERS/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 
@@ -94,23 +94,48 @@ five() {
   /usr/bin/python3 "$PEERS/opendht_bench.py" 5 1000 --procs
 }
 
+# three runs ringkv and etcd side by side: both clusters up at once, and
+# ROUNDS rounds (default 3) that alternate the same load on each, so that
+# both see the same machine; it prints every run, then the medians and
+# the ratios of ringkv to etcd.
 three() {
   say "three daemons, N=3 W=2 R=2, sync=true vs a 3-member etcd, 100-byte values"
   start_nodes 3 --sync=true
-  for c in 50 1; do
-    n=$N_OPS; [ $c = 1 ] && n=5000
-    echo "-- ringkv put -c $c"; rk bench --op put -c $c -n $n --value-size 100
-    fill=""; [ $c = 1 ] && fill=--no-fill
-    echo "-- ringkv get -c $c"; rk bench --op get -c $c -n $n --value-size 100 $fill
-  done
-  stop_nodes
   "$PEERS/etcd-cluster.sh" start "$WORK/etcd" >/dev/null
-  for c in 50 1; do
-    n=20000; [ $c = 1 ] && n=5000
-    echo "-- etcd put -c $c"; (cd "$PEERS/etcdload" && go run . -op put -c $c -n $n)
-    echo "-- etcd get (linearizable) -c $c"; (cd "$PEERS/etcdload" && go run . -op get -c $c -n $n)
+  (cd "$PEERS/etcdload" && go build -o "$WORK/etcdload" .)
+  rk bench --op put -c 50 -n 20000 >/dev/null # fill ringkv's keyspace
+  local out=$WORK/three.jsonl
+  for round in $(seq "${ROUNDS:-3}"); do
+    for c in 50 1; do
+      for op in put get; do
+        n=$N_OPS; [ $c = 1 ] && n=5000
+        r=$(rk bench --op $op -c $c -n $n --no-fill -o json | tr -d "\n")
+        e=$("$WORK/etcdload" -op $op -c $c -n $((n / 5 * 2)) -json)
+        echo "{\"system\":\"ringkv\",\"round\":$round,\"run\":$r}" >>"$out"
+        echo "{\"system\":\"etcd\",\"round\":$round,\"run\":$e}" >>"$out"
+        echo "round $round $op -c $c: ringkv $r"
+        echo "round $round $op -c $c: etcd   $e"
+      done
+    done
   done
   "$PEERS/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null
+  stop_nodes
+  python3 - "$out" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+def med(system, op, c, field):
+    v = [r["run"][field] for r in runs if r["system"] == system and r["run"]["op"] == op
+         and r["run"].get("concurrency", r["run"].get("c")) == c]
+    return statistics.median(v)
+print("\nmedians of %d rounds" % max(r["round"] for r in runs))
+print("| | ringkv ops/s | p50 ms | p99 ms | etcd ops/s | p50 ms | p99 ms | ops/s ratio |")
+print("|---|---|---|---|---|---|---|---|")
+for c in (50, 1):
+    for op in ("put", "get"):
+        rk = [med("ringkv", op, c, f) for f in ("ops_per_sec", "p50_ms", "p99_ms")]
+        et = [med("etcd", op, c, f) for f in ("ops_per_s", "p50_ms", "p99_ms")]
+        print("| %s -c %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2fx |" % (op, c, *rk, *et, rk[0] / et[0]))
+PY
 }
 
 case ${1:-all} in
