@@ -24,7 +24,7 @@ func TestJoinConverges(t *testing.T) {
 			t.Fatalf("%s: NumLive = %d, want 16", short(id), n)
 		}
 	}
-	if got := c.log.deaths(c.ids); len(got) != 0 {
+	if got := c.log.deaths(c.ids, c.ids); len(got) != 0 {
 		t.Fatalf("%d dead events during a healthy join", len(got))
 	}
 }
@@ -56,8 +56,8 @@ func TestKillDetected(t *testing.T) {
 		}
 		return ""
 	})
-	if got := c.log.deaths(survivors); len(got) != 0 {
-		t.Fatalf("a survivor was declared dead: %+v", got[0])
+	if got := c.log.deaths(survivors, survivors); len(got) != 0 {
+		t.Fatalf("survivor %s declared dead by survivor %s", short(got[0].ev.Member.ID), short(got[0].observer))
 	}
 }
 
@@ -69,7 +69,7 @@ func TestNoFalseDeadUnderCPULoad(t *testing.T) {
 	spin(t)
 	// About ten probe periods with every core busy.
 	holdFor(t, 10*cfg.ProbeInterval, func() string {
-		if got := c.log.deaths(c.ids); len(got) != 0 {
+		if got := c.log.deaths(c.ids, c.ids); len(got) != 0 {
 			return "live node " + short(got[0].ev.Member.ID) + " declared dead by " + short(got[0].observer)
 		}
 		return ""

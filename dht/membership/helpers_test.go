@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -120,11 +121,17 @@ func (l *eventLog) find(id peer.ID, s dht.State) []observed {
 	return out
 }
 
-// deaths returns every Dead event about a member in ids.
-func (l *eventLog) deaths(ids []peer.ID) []observed {
+// deaths returns every Dead event about a member in about that a member in
+// by observed. A node the network killed keeps running, cut off: it suspects
+// everyone and declares them dead, so tests count only what live nodes saw.
+func (l *eventLog) deaths(by, about []peer.ID) []observed {
 	var out []observed
-	for _, id := range ids {
-		out = append(out, l.find(id, dht.StateDead)...)
+	for _, id := range about {
+		for _, o := range l.find(id, dht.StateDead) {
+			if slices.Contains(by, o.observer) {
+				out = append(out, o)
+			}
+		}
 	}
 	return out
 }

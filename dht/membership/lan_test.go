@@ -46,7 +46,7 @@ func TestLANDetection(t *testing.T) {
 			t.Logf("N=%d: first survivor declared the killed node dead after %v, all %d after %v",
 				lanN, first, len(survivors), last)
 			all = append(all, last)
-			if got := c.log.deaths(survivors); len(got) != 0 {
+			if got := c.log.deaths(survivors, survivors); len(got) != 0 {
 				t.Fatalf("live node %s declared dead by %s", short(got[0].ev.Member.ID), short(got[0].observer))
 			}
 		})
@@ -87,7 +87,7 @@ func TestLANNoFalseDeadUnderLoad(t *testing.T) {
 	c.joinAll()
 	c.allSee(60*time.Second, c.ids, c.ids, isNormal)
 	holdFor(t, 10*cfg.ProbeInterval, func() string {
-		if got := c.log.deaths(c.ids); len(got) != 0 {
+		if got := c.log.deaths(c.ids, c.ids); len(got) != 0 {
 			return "live node " + short(got[0].ev.Member.ID) + " declared dead by " + short(got[0].observer)
 		}
 		return ""
