@@ -52,6 +52,21 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Message }
 
+// notFound wraps a 404 on a key: it is ErrNotFound and ae at once, and
+// says "key not found" once, with the daemon's message only when that
+// adds something.
+func notFound(ae *APIError) error {
+	if ae.Message == "" || strings.HasSuffix(ErrNotFound.Error(), ae.Message) {
+		return &notFoundError{ae}
+	}
+	return fmt.Errorf("%w: %w", ErrNotFound, ae)
+}
+
+type notFoundError struct{ ae *APIError }
+
+func (e *notFoundError) Error() string   { return ErrNotFound.Error() }
+func (e *notFoundError) Unwrap() []error { return []error{ErrNotFound, e.ae} }
+
 // Client is a connection pool to one daemon's API. Safe for concurrent use.
 type Client struct {
 	base string
@@ -344,7 +359,7 @@ func decodeError(resp *http.Response, path string) error {
 	}
 	ae := &APIError{Status: resp.StatusCode, Message: msg, Header: resp.Header}
 	if resp.StatusCode == http.StatusNotFound && (strings.HasPrefix(path, "/v1/kv/")) {
-		return fmt.Errorf("%w: %w", ErrNotFound, ae)
+		return notFound(ae)
 	}
 	return ae
 }

@@ -120,7 +120,7 @@ func (c *KV) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Respo
 	}
 	ae := &APIError{Status: status, Message: msg}
 	if status == fasthttp.StatusNotFound {
-		return fmt.Errorf("%w: %w", ErrNotFound, ae)
+		return notFound(ae)
 	}
 	return ae
 }

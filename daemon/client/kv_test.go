@@ -77,8 +77,13 @@ func TestKVErrors(t *testing.T) {
 	}
 	defer kv.Close()
 	ctx := context.Background()
-	if _, err := kv.GetValue(ctx, []byte("missing"), client.ReadOptions{}); !errors.Is(err, client.ErrNotFound) {
-		t.Fatalf("GetValue(missing) err = %v, want ErrNotFound", err)
+	_, err = kv.GetValue(ctx, []byte("missing"), client.ReadOptions{})
+	var nf *client.APIError
+	if !errors.Is(err, client.ErrNotFound) || !errors.As(err, &nf) || nf.Status != http.StatusNotFound {
+		t.Fatalf("GetValue(missing) err = %v, want ErrNotFound and the 404 APIError", err)
+	}
+	if got := err.Error(); got != client.ErrNotFound.Error() {
+		t.Fatalf("GetValue(missing) says %q, want %q, once", got, client.ErrNotFound.Error())
 	}
 	_, err = kv.Put(ctx, []byte("down"), []byte("v"), client.WriteOptions{})
 	var ae *client.APIError
