@@ -23,12 +23,12 @@ func (q *quorumFlags) register(c *cobra.Command, name, what string) {
 	c.Flags().StringVar(&q.consistency, "consistency", "", "one, quorum or all, instead of --"+name)
 }
 
-func (q *quorumFlags) check(name string) error {
+func (q *quorumFlags) check(c *cobra.Command, name string) error {
 	if q.n != 0 && q.consistency != "" {
 		return usagef("give --%s or --consistency, not both", name)
 	}
-	if q.n < 0 {
-		return usagef("--%s must be positive", name)
+	if c.Flags().Changed(name) && q.n <= 0 {
+		return usagef("--%s %d: give a number from 1 to the replica count, or leave it out for the cluster's setting", name, q.n)
 	}
 	switch q.consistency {
 	case "", "one", "quorum", "all":
@@ -52,11 +52,11 @@ func newPutCmd(g *globals) *cobra.Command {
 			"  ringkv put config --file app.json --ttl 24h\n  ringkv put counter 2 --context <context from get -o json>",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := q.check("w"); err != nil {
+			if err := q.check(cmd, "w"); err != nil {
 				return err
 			}
-			if ttl < 0 {
-				return usagef("--ttl must be positive")
+			if cmd.Flags().Changed("ttl") && ttl <= 0 {
+				return usagef("--ttl %v: give a positive duration such as 30s or 24h, or leave it out to keep the key until it is deleted", ttl)
 			}
 			value, err := readValue(g, args, file)
 			if err != nil {
@@ -136,7 +136,7 @@ func newGetCmd(g *globals) *cobra.Command {
 		Short: "Print a value (raw bytes; -o json adds siblings, context and metadata)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := q.check("r"); err != nil {
+			if err := q.check(cmd, "r"); err != nil {
 				return err
 			}
 			f, err := g.format()
@@ -198,7 +198,7 @@ func newDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a key (a tombstone replicated like a write)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := q.check("w"); err != nil {
+			if err := q.check(cmd, "w"); err != nil {
 				return err
 			}
 			cl, err := g.client(1)

@@ -175,6 +175,10 @@ func TestCLIUsageAndConfigErrors(t *testing.T) {
 		{"bad bootstrap addr", []string{"daemon", "--data-dir", dir, "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, 2, "/p2p/"},
 		{"bad flag type", []string{"daemon", "--data-dir", dir, "--sync=maybe"}, 2, "sync"},
 		{"bootstrap add bad", []string{"bootstrap", "add", "garbage", "--data-dir", dir}, 2, "garbage"},
+		{"zero write quorum", []string{"put", "k", "v", "--w", "0"}, 2, "--w 0"},
+		{"negative read quorum", []string{"get", "k", "--r", "-1"}, 2, "--r -1"},
+		{"zero ttl", []string{"put", "k", "v", "--ttl", "0s"}, 2, "--ttl 0s"},
+		{"negative ttl", []string{"put", "k", "v", "--ttl", "-5s"}, 2, "positive duration"},
 	}
 	for _, c := range cases {
 		r := run(t, "", c.args...)
