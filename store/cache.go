@@ -18,12 +18,14 @@ import (
 // and decode it, which was a sixth of a replica's CPU under a write load.
 // The cache keeps the decoded records of recently written keys.
 //
-// Only the committer fills it: after each commit it stores the records
-// the commit wrote and drops the keys it deleted, in commit order. A read
-// never fills it. So an entry is always the newest committed record of
-// its key, and a key that is not cached is read from Badger, which has
-// the same newest record; eviction only costs a decode. Get hands out a
-// copy, so callers may modify what they get.
+// Only the committer fills it: before each commit it drops the keys the
+// commit writes, after it stores the records the commit wrote, in commit
+// order. A read never fills it. So an entry is always the newest
+// committed record of its key, and a key that is not cached is read from
+// Badger, which has the same newest record or, while its commit is under
+// way, that commit's; eviction only costs a decode. Reads of a key never
+// go back in time, even during its commit. Get hands out a copy, so
+// callers may modify what they get.
 //
 // Size is bounded by bytes, shard by shard, least recently used first.
 // Records above a sixteenth of a shard are never cached.

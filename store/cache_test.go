@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/ringkv/ringkv/dht"
 )
 
@@ -131,4 +133,62 @@ func TestStoreCacheNeverGoesBack(t *testing.T) {
 	if hits == 0 || misses == 0 {
 		t.Fatalf("cache hits %d, misses %d: the test should exercise both paths", hits, misses)
 	}
+}
+
+// TestGetDuringCommitSeesIt reads a cached key between the Badger commit
+// that rewrites it and the cache update after that commit: Badger already
+// answers any reader with the new record, so Get must too, or a reader
+// that got the new record from Badger could next get the old one.
+func TestGetDuringCommitSeesIt(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpen(t, versionsTestConfig(t))
+	defer s.Close()
+	key := []byte("K")
+	if err := s.Put(ctx, key, testRecord("old")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.cache.get(mustDataKey(t, key)); !ok {
+		t.Fatal("a written key is not cached")
+	}
+	var inBadger, got string
+	s.commit.afterCommit = func() { // runs on the committer, before finish
+		var rec dht.Record
+		err := s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(mustDataKey(t, key))
+			if err != nil {
+				return err
+			}
+			return item.Value(func(v []byte) (err error) {
+				rec, err = decodeRecord(key, v)
+				return err
+			})
+		})
+		if err != nil {
+			t.Errorf("Badger read during the commit: %v", err)
+		}
+		inBadger = valueOf(rec)
+		r, err := s.Get(ctx, key)
+		if err != nil {
+			t.Errorf("Get during the commit: %v", err)
+		}
+		got = valueOf(r)
+	}
+	if err := s.Put(ctx, key, testRecord("new")); err != nil {
+		t.Fatal(err)
+	}
+	if inBadger != "new" || got != "new" {
+		t.Fatalf("between commit and cache update Badger holds %q and Get returns %q; want both new", inBadger, got)
+	}
+	if r, err := s.Get(ctx, key); err != nil || valueOf(r) != "new" {
+		t.Fatalf("Get after the commit = %q, %v; want new", valueOf(r), err)
+	}
+}
+
+func mustDataKey(t *testing.T, key []byte) []byte {
+	t.Helper()
+	bk, err := dataKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bk
 }

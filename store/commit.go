@@ -75,6 +75,11 @@ type committer struct {
 
 	commits  atomic.Int64 // Badger transactions committed (or attempted)
 	requests atomic.Int64 // requests those transactions carried
+
+	// afterCommit, when set (by tests, before the commits it is to see),
+	// runs on the committer after each Badger commit and before the
+	// record cache is updated.
+	afterCommit func()
 }
 
 func newCommitter(db *badger.DB, vers *versions, cache *recordCache, log *slog.Logger) *committer {
@@ -202,6 +207,7 @@ func (c *committer) commitPrefix(group []*commitReq) int {
 		r.done <- opError("commit", err) // too big alone, or invalid
 		return i + 1
 	}
+	c.unpublish(group)
 	c.finish(group, c.commitTxn(txn))
 	return len(group)
 }
@@ -216,7 +222,21 @@ func (c *committer) commitAll(group []*commitReq) {
 			return
 		}
 	}
+	c.unpublish(group)
 	c.finish(group, c.commitTxn(txn))
+}
+
+// unpublish drops the group's keys from the record cache before their
+// commit. While Badger makes the new records visible, and until finish
+// caches them, a Get of those keys reads Badger, which never goes back;
+// a cached older record could be returned after another Get had already
+// read the new one there.
+func (c *committer) unpublish(group []*commitReq) {
+	for _, r := range group {
+		for _, m := range r.muts {
+			c.cache.drop(m.key)
+		}
+	}
 }
 
 // commitTxn commits txn at the next timestamp (see versions.go).
@@ -224,6 +244,9 @@ func (c *committer) commitTxn(txn *badger.Txn) error {
 	ts := c.vers.next()
 	err := txn.CommitAt(ts, nil)
 	c.vers.committed(ts)
+	if c.afterCommit != nil {
+		c.afterCommit()
+	}
 	return err
 }
 
