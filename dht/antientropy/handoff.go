@@ -20,12 +20,11 @@ import (
 // natural replica (serving ring) nor a future one. Each round pushes those
 // records to the arc's natural replicas and deletes the local copy once
 // every one of them acknowledged, and only if the local record is still
-// the one pushed (same digest, checked again right before the delete). An
-// arc with a natural replica down waits for the next round, so a record
-// is never deleted before all N replicas hold it. A write that lands
-// between that check and the delete is lost here but not elsewhere: no
-// write is coordinated to a node outside the key's natural and pending
-// replicas, so it can only be a copy another node pushed and still holds.
+// the one pushed (Replica.Release compares the digest and deletes under
+// the key's lock, so a write that lands after the push, such as a replica
+// write from a node whose view of the ring lags, keeps the record for the
+// next round). An arc with a natural replica down waits for the next
+// round, so a record is never deleted before all N replicas hold it.
 
 // handoff runs one handoff pass over the serving ring.
 func (s *Syncer) handoff(ctx context.Context, tr *tracker) error {
@@ -106,17 +105,13 @@ func (s *Syncer) handOffKeys(ctx context.Context, keys [][]byte, targets []peer.
 		if kept[i] {
 			continue // not delivered: too large for one message
 		}
-		cur, found, err := getLocal(ctx, s.st, e.Key)
+		released, err := s.rep.Release(ctx, e.Key, digests[i])
 		if err != nil {
 			return err
 		}
-		if !found || merkle.RecordDigest(cur) != digests[i] {
-			continue // changed since it was pushed: next round
+		if released { // else it changed since it was pushed: next round
+			s.m.handedOff.Inc()
 		}
-		if err := s.st.Delete(ctx, dataKey(e.Key)); err != nil {
-			return err
-		}
-		s.m.handedOff.Inc()
 	}
 	return nil
 }

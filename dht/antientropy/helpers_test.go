@@ -283,6 +283,16 @@ func (r *fakeReplica) Apply(ctx context.Context, key []byte, pos uint64, rec dht
 }
 
 func (r *fakeReplica) Purge(ctx context.Context, key []byte, digest uint64) (bool, error) {
+	return r.deleteIf(ctx, key, func(rec dht.Record) bool {
+		return rec.Deleted() && merkle.RecordDigest(rec) == digest
+	})
+}
+
+func (r *fakeReplica) Release(ctx context.Context, key []byte, digest uint64) (bool, error) {
+	return r.deleteIf(ctx, key, func(rec dht.Record) bool { return merkle.RecordDigest(rec) == digest })
+}
+
+func (r *fakeReplica) deleteIf(ctx context.Context, key []byte, ok func(dht.Record) bool) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sk := dataKey(key)
@@ -293,7 +303,7 @@ func (r *fakeReplica) Purge(ctx context.Context, key []byte, digest uint64) (boo
 	if err != nil {
 		return false, err
 	}
-	if !rec.Deleted() || merkle.RecordDigest(rec) != digest {
+	if !ok(rec) {
 		return false, nil
 	}
 	return true, r.st.Delete(ctx, sk)

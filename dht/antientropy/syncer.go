@@ -47,6 +47,9 @@ type Replica interface {
 	// Purge deletes this node's record of key if it is still the tombstone
 	// with the given digest.
 	Purge(ctx context.Context, key []byte, digest uint64) (bool, error)
+	// Release deletes this node's record of key if it still has the
+	// given digest, whatever it holds.
+	Release(ctx context.Context, key []byte, digest uint64) (bool, error)
 	// CallPurge asks peer id to Purge.
 	CallPurge(ctx context.Context, id peer.ID, key []byte, digest uint64) (bool, error)
 	// ReadReplica returns peer id's own record of key.

@@ -3,6 +3,8 @@ package replica_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/ringkv/ringkv/dht"
@@ -105,5 +107,88 @@ func TestCallPurgeSelfAndUnreachable(t *testing.T) {
 	}
 	if _, ok := c.data(r.nat[2], r.key); !ok {
 		t.Fatal("unreachable replica lost its tombstone")
+	}
+}
+
+// TestRelease: handoff's delete takes any record, live or not, but only
+// while it still has the digest the caller pushed.
+func TestRelease(t *testing.T) {
+	live := func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[0], "v", 100) }
+	tests := []struct {
+		name         string
+		stored, seen func(r roles) dht.Record // stored nil: no record
+		wantReleased bool
+	}{
+		{name: "live record with matching digest", stored: live, seen: live, wantReleased: true},
+		{
+			name: "tombstone with matching digest", wantReleased: true,
+			stored: func(r roles) dht.Record { return mkTombstone(live(r), r.nat[0], 200) },
+			seen:   func(r roles) dht.Record { return mkTombstone(live(r), r.nat[0], 200) },
+		},
+		{
+			name:   "written since it was pushed",
+			stored: func(r roles) dht.Record { return mkRecord(live(r), r.nat[1], "later", 300) },
+			seen:   live,
+		},
+		{name: "no record", seen: live},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t, 3, testConfig())
+			r := c.roles("release-key")
+			ctx := context.Background()
+			holder := c.node(r.nat[1])
+			if tt.stored != nil {
+				if _, err := holder.e.Apply(ctx, r.key, r.pos, tt.stored(r)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			released, err := holder.e.Release(ctx, r.key, merkle.RecordDigest(tt.seen(r)))
+			if err != nil || released != tt.wantReleased {
+				t.Fatalf("released %v err %v, want %v", released, err, tt.wantReleased)
+			}
+			_, ok := c.data(holder.id, r.key)
+			if want := tt.stored != nil && !tt.wantReleased; ok != want {
+				t.Fatalf("record present %v after release, want %v", ok, want)
+			}
+		})
+	}
+}
+
+// TestReleaseRacesWrite runs a release of a pushed record against a write
+// of a newer version: whichever goes first, the newer version stays.
+func TestReleaseRacesWrite(t *testing.T) {
+	c := newCluster(t, 3, testConfig())
+	r := c.roles("release-race")
+	ctx := context.Background()
+	holder := c.node(r.nat[1])
+	for i := range 100 {
+		pushed := mkRecord(dht.Record{}, r.nat[0], fmt.Sprint("v", i), int64(1000*i+1))
+		if _, err := holder.e.Apply(ctx, r.key, r.pos, pushed); err != nil {
+			t.Fatal(err)
+		}
+		newer := mkRecord(pushed, r.nat[0], fmt.Sprint("w", i), int64(1000*i+2))
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if _, err := holder.e.Release(ctx, r.key, merkle.RecordDigest(pushed)); err != nil {
+				t.Error(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := holder.e.Apply(ctx, r.key, r.pos, newer); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		got, ok := c.data(holder.id, r.key)
+		if !ok || !version.Identical(version.Merge(got, newer), got) {
+			t.Fatalf("round %d: after a release and a newer write the node holds %+v (present %v); want the newer write", i, got, ok)
+		}
+		if _, err := holder.e.Release(ctx, r.key, merkle.RecordDigest(got)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -271,6 +271,25 @@ func (e *Engine) repair(ctx context.Context, key []byte, merged dht.Record, stal
 // with the given digest. Tombstone collection calls it on every replica
 // once all of them hold the tombstone.
 func (e *Engine) Purge(ctx context.Context, key []byte, digest uint64) (bool, error) {
+	return e.deleteIf(ctx, key, func(rec dht.Record) bool {
+		return rec.Deleted() && merkle.RecordDigest(rec) == digest
+	})
+}
+
+// Release deletes this node's record of key if it still has the given
+// digest. Ownership handoff calls it once every replica of a key this
+// node no longer replicates took the record it pushed; under the key's
+// lock, like every replica write, so a write that lands after the push
+// changes the digest and keeps the record for the next round.
+func (e *Engine) Release(ctx context.Context, key []byte, digest uint64) (bool, error) {
+	return e.deleteIf(ctx, key, func(rec dht.Record) bool {
+		return merkle.RecordDigest(rec) == digest
+	})
+}
+
+// deleteIf deletes this node's record of key, under the key's lock, if
+// there is one and ok accepts it.
+func (e *Engine) deleteIf(ctx context.Context, key []byte, ok func(dht.Record) bool) (bool, error) {
 	pos := ring.KeyPos(key)
 	mu := e.lock(pos)
 	mu.Lock()
@@ -283,7 +302,7 @@ func (e *Engine) Purge(ctx context.Context, key []byte, digest uint64) (bool, er
 	if err != nil {
 		return false, err
 	}
-	if !rec.Deleted() || merkle.RecordDigest(rec) != digest {
+	if !ok(rec) {
 		return false, nil
 	}
 	return true, e.st.Delete(ctx, sk)
