@@ -143,7 +143,10 @@ func (s *MemStore) PutEach(ctx context.Context, entries []dht.Entry) []error {
 	return errs
 }
 
-// PutBatch stores every entry or, when one does not encode, none.
+// PutBatch stores every entry or, when one does not encode, none. Like
+// the Badger store, whose commit goes on when the caller stops waiting,
+// it reports ctx's error if ctx ended during the write (a write hook may
+// end it), although the write happened.
 func (s *MemStore) PutBatch(ctx context.Context, entries []dht.Entry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -164,7 +167,7 @@ func (s *MemStore) PutBatch(ctx context.Context, entries []dht.Entry) error {
 	for _, e := range entries {
 		s.wrote(e.Key)
 	}
-	return nil
+	return ctx.Err()
 }
 
 func (s *MemStore) putLocked(e memEntry) {

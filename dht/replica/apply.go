@@ -32,14 +32,21 @@ func (e *Engine) apply(ctx context.Context, pos uint64, key []byte, incoming dht
 	if err != nil || !changed {
 		return false, err
 	}
+	if hintFor != "" {
+		e.addHint(pos, key, hintFor) // before the write: see indexHintsFirst
+	}
 	if err := e.st.Put(ctx, sk, merged); err != nil {
 		return false, err
 	}
-	if hintFor != "" {
-		e.addHint(pos, key, hintFor)
-	}
 	return true, nil
 }
+
+// indexHintsFirst: a hint enters the index before the store write. A
+// write whose context ends is reported failed but may still commit; had
+// it not been indexed, no handoff round would run for it (rounds run
+// while the index is not empty) until a restart reloaded the index. An
+// entry whose write did not commit is forgotten by the next round's scan
+// (forgetVanished).
 
 // Apply merges a record into this node's replica of key, as a replica
 // receiving a write would. Anti-entropy and range transfers use it.
@@ -187,8 +194,13 @@ func (e *Engine) mergeAll(ctx context.Context, ws []incomingWrite) []error {
 	if len(entries) == 0 {
 		return errs
 	}
-	stored := e.st.PutEach(ctx, entries)
 	for i, w := range ws {
+		if entryOf[i] >= 0 && w.hintFor != "" {
+			e.addHint(w.pos, w.key, w.hintFor) // before the write: see indexHintsFirst
+		}
+	}
+	stored := e.st.PutEach(ctx, entries)
+	for i := range ws {
 		j := entryOf[i]
 		if j < 0 {
 			continue
@@ -198,9 +210,6 @@ func (e *Engine) mergeAll(ctx context.Context, ws []incomingWrite) []error {
 			err = dht.ErrClosed
 		}
 		errs[i] = err
-		if err == nil && w.hintFor != "" {
-			e.addHint(w.pos, w.key, w.hintFor)
-		}
 	}
 	return errs
 }

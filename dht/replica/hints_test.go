@@ -1,7 +1,9 @@
 package replica_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -253,5 +255,68 @@ func TestHintLongKey(t *testing.T) {
 	}
 	if rec, ok := c.data(owner, key); !ok || !version.Identical(rec, mkRecord(dht.Record{}, c.ids[1], "v", 1)) {
 		t.Fatal("owner did not receive the hint")
+	}
+}
+
+// TestHintIndexedWhenCallerGaveUp: a hinted write whose context ends while
+// it is stored is reported failed, but the store may still have taken it
+// (as Badger's committer does); the hint is indexed anyway, so the handoff
+// loop, which runs while the index is not empty, delivers it.
+func TestHintIndexedWhenCallerGaveUp(t *testing.T) {
+	c := newCluster(t, 6, testConfig())
+	fbID := c.ids[5]
+	key := []byte("gave-up")
+	r := c.roles(string(key))
+	owner := r.nat[0]
+	if owner == fbID {
+		owner = r.nat[1]
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fb := c.node(fbID)
+	fb.st.OnWrite(func(k []byte) {
+		if bytes.HasPrefix(k, replica.HintPrefix()) {
+			cancel() // the caller gives up while the hint is stored
+		}
+	})
+	rec := mkRecord(dht.Record{}, r.nat[2], "v", 100)
+	if _, err := replica.ApplyHint(ctx, fb.e, key, rec, owner); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ApplyHint = %v, want context.Canceled", err)
+	}
+	fb.st.OnWrite(nil)
+	if got := fb.e.Hints(); got != 1 {
+		t.Fatalf("Hints() = %d after a hint was stored for a caller that gave up, want 1", got)
+	}
+	c.setDead(false, c.ids...)
+	if got := fb.e.HandOff(context.Background()); got != 1 || fb.e.Hints() != 0 {
+		t.Fatalf("HandOff delivered %d of 1, %d left", got, fb.e.Hints())
+	}
+	if _, ok := c.data(owner, key); !ok {
+		t.Fatalf("owner %s lacks %q after handoff", owner, key)
+	}
+}
+
+// TestHintIndexForgetsFailedWrite: a hint indexed before a store write that
+// did not happen is forgotten by the next handoff round.
+func TestHintIndexForgetsFailedWrite(t *testing.T) {
+	c := newCluster(t, 6, testConfig())
+	fbID := c.ids[5]
+	key := []byte("never-stored")
+	r := c.roles(string(key))
+	owner := r.nat[0]
+	if owner == fbID {
+		owner = r.nat[1]
+	}
+	fb := c.node(fbID)
+	big := mkRecord(dht.Record{}, r.nat[2], strings.Repeat("x", dht.MaxRecordSize+1), 100)
+	if _, err := replica.ApplyHint(context.Background(), fb.e, key, big, owner); !errors.Is(err, dht.ErrRecordTooLarge) {
+		t.Fatalf("ApplyHint of an oversized record = %v, want ErrRecordTooLarge from the store", err)
+	}
+	if got := fb.e.Hints(); got != 1 {
+		t.Fatalf("Hints() = %d after a failed hinted write, want 1 (indexed before the write)", got)
+	}
+	fb.e.HandOff(context.Background())
+	if got := fb.e.Hints(); got != 0 {
+		t.Fatalf("Hints() = %d after a round, want the unstored hint forgotten", got)
 	}
 }
