@@ -95,7 +95,8 @@ func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
 		case errors.Is(err, dht.ErrNotSent):
 			lastErr = err
 		case errors.Is(err, dht.ErrUnreachable) && ctx.Err() != nil:
-			return WriteResult{}, fmt.Errorf("replica: write: %w (replica %s had taken it: it may have been applied)", ctx.Err(), id)
+			return WriteResult{}, fmt.Errorf("%w: %w (replica %s had taken it: it may have been applied; read the key before writing it again)",
+				ErrOutcomeUnknown, ctx.Err(), id)
 		case errors.Is(err, dht.ErrUnreachable):
 			return WriteResult{}, fmt.Errorf("%w: replica %s took the write and did not answer (%v); it may have been applied: read the key before writing it again",
 				ErrOutcomeUnknown, id, err)
@@ -134,6 +135,8 @@ func (e *Engine) callCoordinate(ctx context.Context, id peer.ID, w Write) (Write
 		case errors.As(err, &re) && strings.Contains(re.Message, errNotServed.Error()):
 			// The peer is shutting down and did not act on it.
 			return WriteResult{}, nil, dht.NotSent("%s", re.Message)
+		case errors.As(err, &re) && strings.Contains(re.Message, ErrOutcomeUnknown.Error()):
+			return WriteResult{}, nil, fmt.Errorf("%w: coordinator %s: %s", ErrOutcomeUnknown, id, re.Message)
 		}
 		return WriteResult{}, nil, err
 	}
@@ -196,16 +199,24 @@ func (e *Engine) coordinate(ctx context.Context, pos uint64, w Write) (WriteResu
 		fan = e.startFanout(pos, w.Key, rec, targets)
 	})
 	if err != nil {
-		if fan != nil {
-			fan.abandon()
-		}
 		e.m.writes.WithLabelValues("error").Inc()
+		if fan != nil {
+			// The other replicas were sent the version: they may hold it.
+			fan.abandon()
+			return WriteResult{}, fmt.Errorf("%w: this node's write failed after the other replicas were sent it (%w); read the key before writing it again",
+				ErrOutcomeUnknown, err)
+		}
 		return WriteResult{}, err
 	}
 	res := WriteResult{Context: rec.Context, Coordinator: e.self, Acks: 1}
 	acks, hinted := fan.wait(ctx, required-res.Acks)
 	res.Acks += acks
 	res.Hinted += hinted
+	if res.Acks < required && ctx.Err() != nil {
+		e.m.writes.WithLabelValues("timeout").Inc()
+		return res, fmt.Errorf("%w: %w with %d of %d required acknowledgements in; the write may have been applied: read the key before writing it again",
+			ErrOutcomeUnknown, ctx.Err(), res.Acks, required)
+	}
 	if res.Acks < required {
 		e.m.writes.WithLabelValues("quorum_failed").Inc()
 		return res, &QuorumError{Op: "write", Acks: res.Acks, Required: required}

@@ -1,0 +1,132 @@
+package replica_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ringkv/ringkv/dht"
+	"github.com/ringkv/ringkv/dht/dhttest"
+	"github.com/ringkv/ringkv/dht/replica"
+)
+
+// failingStore fails data-key Puts once armed (a full disk, an fsync error).
+type failingStore struct {
+	*dhttest.MemStore
+	fail atomic.Bool
+}
+
+func (s *failingStore) Put(ctx context.Context, key []byte, rec dht.Record) error {
+	if s.fail.Load() && bytes.HasPrefix(key, replica.DataPrefix()) {
+		return errors.New("disk full")
+	}
+	return s.MemStore.Put(ctx, key, rec)
+}
+
+// restartWith replaces id's engine with one over st.
+func (c *cluster) restartWith(id peer.ID, st dht.Store) *replica.Engine {
+	old := c.node(id)
+	_ = old.e.Close()
+	cfg := c.cfg
+	cfg.Registerer = prometheus.NewRegistry()
+	e, err := replica.New(cfg, id, old.ep, st, old.view, c.clock)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = e.Close() })
+	old.e = e
+	return e
+}
+
+// The coordinator's own write fails after the fanout started: the other
+// replicas apply the version, so the write's outcome is unknown, not failed.
+func TestLocalFailureAfterFanoutIsOutcomeUnknown(t *testing.T) {
+	c := newCluster(t, 3, testConfig())
+	r := c.roles("local-fail")
+	coord := r.nat[0]
+	fs := &failingStore{MemStore: c.node(coord).st}
+	e := c.restartWith(coord, fs)
+	fs.fail.Store(true)
+	_, err := e.Write(context.Background(), replica.Write{Key: r.key, Value: []byte("v"), W: 2})
+	if err == nil {
+		t.Fatal("write succeeded")
+	}
+	poll(t, waitTimeout, "the other replicas to apply the version", func() bool {
+		_, ok1 := c.data(r.nat[1], r.key)
+		_, ok2 := c.data(r.nat[2], r.key)
+		return ok1 && ok2
+	})
+	if !errors.Is(err, replica.ErrOutcomeUnknown) {
+		t.Fatalf("err = %v: not ErrOutcomeUnknown, but nat[1] and nat[2] hold the write (2 >= W)", err)
+	}
+}
+
+// Same, through a non-replica entry node: the remote coordinator's
+// outcome-unknown error stays one across the wire.
+func TestRemoteLocalFailureIsOutcomeUnknown(t *testing.T) {
+	c := newCluster(t, 4, testConfig())
+	r := c.roles("local-fail")
+	coord := r.nat[0]
+	fs := &failingStore{MemStore: c.node(coord).st}
+	c.restartWith(coord, fs)
+	fs.fail.Store(true)
+	_, err := c.node(r.others[0]).e.Write(context.Background(), replica.Write{Key: r.key, Value: []byte("v"), W: 2})
+	poll(t, waitTimeout, "the other replicas to apply the version", func() bool {
+		_, ok1 := c.data(r.nat[1], r.key)
+		_, ok2 := c.data(r.nat[2], r.key)
+		return ok1 && ok2
+	})
+	if !errors.Is(err, replica.ErrOutcomeUnknown) {
+		t.Fatalf("err = %v (%T): not ErrOutcomeUnknown, but two replicas hold the write", err, err)
+	}
+}
+
+// The remote coordinator took the write and the caller's deadline passed
+// before its answer: the write may have been applied.
+func TestTimeoutAfterCoordinatorTookItIsOutcomeUnknown(t *testing.T) {
+	c := newCluster(t, 4, testConfig())
+	r := c.roles("timeout")
+	hold := make(chan struct{})
+	defer close(hold)
+	c.wrap(r.nat[0], func(next dht.Handler) dht.Handler {
+		return func(ctx context.Context, from peer.ID, req proto.Message) (proto.Message, error) {
+			resp, err := next(context.Background(), from, req) // coordinates it
+			select {                                           // the answer is slow
+			case <-ctx.Done():
+			case <-hold:
+			}
+			return resp, err
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.node(r.others[0]).e.Write(ctx, replica.Write{Key: r.key, Value: []byte("v"), W: 2})
+	if !errors.Is(err, replica.ErrOutcomeUnknown) {
+		t.Fatalf("err = %v: not ErrOutcomeUnknown", err)
+	}
+}
+
+// The caller's deadline passes mid-fanout, after the local write: the
+// other replicas may still apply it.
+func TestTimeoutMidFanoutIsOutcomeUnknown(t *testing.T) {
+	c := newCluster(t, 3, testConfig())
+	r := c.roles("timeout")
+	defer c.gate(r.nat[1])()
+	defer c.gate(r.nat[2])()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.node(r.nat[0]).e.Write(ctx, replica.Write{Key: r.key, Value: []byte("v"), W: 2})
+	if !errors.Is(err, replica.ErrOutcomeUnknown) {
+		t.Fatalf("err = %v: not ErrOutcomeUnknown", err)
+	}
+}
