@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ringkv/ringkv/dht/replica"
+	"github.com/ringkv/ringkv/dht/ring"
 )
 
 // Placement of writes: which nodes a write goes to and how many
@@ -283,5 +284,50 @@ func TestCoordinatorCountsItself(t *testing.T) {
 				t.Fatalf("Hints() = %d", got)
 			}
 		})
+	}
+}
+
+// TestPendingReplicaIsNotAFallback: during a leave, the node that will
+// take the leaving replica's place is pending. When another replica is
+// down, that node is also next in ring order, the first fallback; it must
+// still take the write as a pending replica, adding one to W, and the
+// down replica's hint must go to another node.
+func TestPendingReplicaIsNotAFallback(t *testing.T) {
+	c := newCluster(t, 6, testConfig())
+	var (
+		r      roles
+		future *ring.Ring
+		found  bool
+	)
+	for i := 0; i < 200 && !found; i++ {
+		r = c.roles(fmt.Sprint("leave-", i))
+		future = c.ring.Without(r.nat[2])
+		fp := future.PreferenceList(r.pos, 3)
+		found = fp[0] == r.nat[0] && fp[1] == r.nat[1] && fp[2] == r.others[0]
+	}
+	if !found {
+		t.Fatal("no key whose next node replaces its third replica")
+	}
+	x := r.others[0]
+	for _, n := range c.nodes {
+		n.view.setRings(c.ring, future)
+	}
+	_, upRequired := replica.WriteTargets(c.node(r.nat[0]).e, r.pos, 2)
+	c.setDead(true, r.nat[1])
+	ts, required := replica.WriteTargets(c.node(r.nat[0]).e, r.pos, 2)
+	if required != upRequired || required != 3 {
+		t.Fatalf("required %d with nat[1] down, %d with it up; want W+1 = 3 both times", required, upRequired)
+	}
+	var pendingX, hinted bool
+	for _, tg := range ts {
+		if tg.ID == x {
+			pendingX = tg.Pending && tg.HintFor == ""
+		}
+		if tg.HintFor == r.nat[1] && tg.ID != x {
+			hinted = true
+		}
+	}
+	if !pendingX || !hinted {
+		t.Fatalf("targets %+v: want %s as a pending replica and another node holding nat[1]'s hint", ts, x)
 	}
 }

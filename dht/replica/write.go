@@ -337,10 +337,16 @@ func (e *Engine) targets(pos uint64, usable func(peer.ID) bool) []target {
 
 // fallbacks returns an iterator over nodes that may stand in for a down
 // replica of pos: this node first if it is not a replica, then live nodes
-// in ring order after the natural replicas, never one already used.
+// in ring order after the natural replicas, never one already used. A
+// pending replica is never a fallback: it takes the write as a replica,
+// with its own acknowledgement added to the quorum (withPending), which
+// a hint in its place would not give.
 func (e *Engine) fallbacks(pos uint64, nat []peer.ID, used []target) func() (peer.ID, bool) {
 	taken := map[peer.ID]bool{}
 	for _, id := range nat {
+		taken[id] = true
+	}
+	for _, id := range e.view.Pending(pos) {
 		taken[id] = true
 	}
 	for _, t := range used {
