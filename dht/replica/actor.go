@@ -34,6 +34,13 @@ import (
 // as already seen. The same holds after a failed local write, which
 // retires every actor taken so far.
 
+// maxEpoch is the last epoch an actor's low 32 bits can name. Past it an
+// actor would repeat an earlier one and reissue its dots, so a node that
+// reached it takes no fresh actor (errEpochsExhausted): it still
+// continues the actors it holds, and writes of keys new to it go to
+// another replica.
+const maxEpoch = 1<<32 - 1
+
 // epochLease is how many epochs one durable lease covers.
 const epochLease = 4096
 
@@ -98,6 +105,9 @@ func (e *Engine) actorFor(ctx context.Context, local dht.Record) (uint64, error)
 	}
 	e.epochMu.Lock()
 	defer e.epochMu.Unlock()
+	if e.epoch >= maxEpoch {
+		return 0, errEpochsExhausted
+	}
 	e.epoch++
 	if e.epoch >= e.leaseEnd {
 		if err := e.leaseLocked(ctx); err != nil {

@@ -66,6 +66,9 @@ type Engine struct {
 	// Written under epochMu, read without it.
 	firstEpoch atomic.Uint64
 	leaseEnd   uint64 // first epoch not covered by the durable lease; guarded by epochMu
+	// exhaustedLogged is set once the node logged that it has no fresh
+	// actor left (see maxEpoch).
+	exhaustedLogged atomic.Bool
 
 	hintsMu sync.Mutex
 	hinted  map[string]map[peer.ID]struct{} // hint-key prefix of a key -> targets it has hints for; guarded by hintsMu

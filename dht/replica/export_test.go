@@ -66,3 +66,11 @@ func Coordinate(ctx context.Context, e *Engine, w Write) (WriteResult, error) {
 func ApplyHint(ctx context.Context, e *Engine, key []byte, rec dht.Record, owner peer.ID) (bool, error) {
 	return e.apply(ctx, ring.KeyPos(key), key, rec, owner)
 }
+
+// SetEpochForTest makes epoch the last epoch e handed out.
+func SetEpochForTest(e *Engine, epoch uint64) {
+	e.epochMu.Lock()
+	defer e.epochMu.Unlock()
+	e.epoch = epoch
+	e.leaseEnd = max(e.leaseEnd, epoch+1)
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,5 +129,41 @@ func TestTimeoutMidFanoutIsOutcomeUnknown(t *testing.T) {
 	_, err := c.node(r.nat[0]).e.Write(ctx, replica.Write{Key: r.key, Value: []byte("v"), W: 2})
 	if !errors.Is(err, replica.ErrOutcomeUnknown) {
 		t.Fatalf("err = %v: not ErrOutcomeUnknown", err)
+	}
+}
+
+// TestEpochsExhausted: a node that has handed out the last actor epoch
+// takes no fresh actor, so it never reissues an earlier actor's dots. It
+// still continues the actor a key it wrote holds, and a write of a key
+// new to it, sent to it directly or forwarded by a node that is not a
+// replica, is coordinated by another replica.
+func TestEpochsExhausted(t *testing.T) {
+	c := newCluster(t, 4, testConfig())
+	ctx := context.Background()
+	ex := c.ids[0]
+	var keys []roles // keys whose first replica is ex
+	for i := 0; len(keys) < 3; i++ {
+		if r := c.roles(fmt.Sprint("exhausted-", i)); r.nat[0] == ex {
+			keys = append(keys, r)
+		}
+	}
+	e := c.node(ex).e
+	old, fresh, forwarded := keys[0], keys[1], keys[2]
+	first, err := e.Write(ctx, replica.Write{Key: old.key, Value: []byte("v1"), W: 2})
+	if err != nil || first.Coordinator != ex {
+		t.Fatalf("first write: %+v %v", first, err)
+	}
+	replica.SetEpochForTest(e, 1<<32-1)
+	again, err := e.Write(ctx, replica.Write{Key: old.key, Value: []byte("v2"), Context: first.Context, W: 2})
+	if err != nil || again.Coordinator != ex {
+		t.Fatalf("write continuing this node's actor: %+v %v; want it coordinated here", again, err)
+	}
+	res, err := e.Write(ctx, replica.Write{Key: fresh.key, Value: []byte("v"), W: 2})
+	if err != nil || res.Coordinator == ex {
+		t.Fatalf("write of a new key through the exhausted node: %+v %v; want another replica to coordinate it", res, err)
+	}
+	res, err = c.node(forwarded.others[0]).e.Write(ctx, replica.Write{Key: forwarded.key, Value: []byte("v"), W: 2})
+	if err != nil || res.Coordinator == ex {
+		t.Fatalf("forwarded write of a new key: %+v %v; want another replica to coordinate it", res, err)
 	}
 }

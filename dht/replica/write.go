@@ -74,7 +74,14 @@ func (e *Engine) Write(ctx context.Context, w Write) (WriteResult, error) {
 	pos := ring.KeyPos(w.Key)
 	nat := e.view.Natural(pos)
 	if contains(nat, e.self) {
-		return e.coordinate(ctx, pos, w)
+		res, err := e.coordinate(ctx, pos, w)
+		if !errors.Is(err, errEpochsExhausted) {
+			return res, err
+		}
+		// Nothing was sent: another replica coordinates it.
+		if !e.exhaustedLogged.Swap(true) {
+			e.log.Warn("writes of keys new to this node go to other replicas from now on", "err", err)
+		}
 	}
 	queue := append([]peer.ID(nil), nat...)
 	tried := map[peer.ID]bool{e.self: true}
@@ -132,8 +139,9 @@ func (e *Engine) callCoordinate(ctx context.Context, id peer.ID, w Write) (Write
 		switch {
 		case errors.As(err, &re) && strings.Contains(re.Message, ErrTooManySiblings.Error()):
 			return WriteResult{}, nil, fmt.Errorf("%w: %s", ErrTooManySiblings, re.Message)
-		case errors.As(err, &re) && strings.Contains(re.Message, errNotServed.Error()):
-			// The peer is shutting down and did not act on it.
+		case errors.As(err, &re) && (strings.Contains(re.Message, errNotServed.Error()) || strings.Contains(re.Message, errEpochsExhausted.Error())):
+			// The peer is shutting down, or has no fresh actor: it did not
+			// act on it.
 			return WriteResult{}, nil, dht.NotSent("%s", re.Message)
 		case errors.As(err, &re) && strings.Contains(re.Message, ErrOutcomeUnknown.Error()):
 			return WriteResult{}, nil, fmt.Errorf("%w: coordinator %s: %s", ErrOutcomeUnknown, id, re.Message)
