@@ -207,8 +207,7 @@ func (c *committer) commitPrefix(group []*commitReq) int {
 		r.done <- opError("commit", err) // too big alone, or invalid
 		return i + 1
 	}
-	c.unpublish(group)
-	c.finish(group, c.commitTxn(txn))
+	c.commit(group, txn)
 	return len(group)
 }
 
@@ -222,32 +221,28 @@ func (c *committer) commitAll(group []*commitReq) {
 			return
 		}
 	}
-	c.unpublish(group)
-	c.finish(group, c.commitTxn(txn))
+	c.commit(group, txn)
 }
 
-// unpublish drops the group's keys from the record cache before their
-// commit. While Badger makes the new records visible, and until finish
-// caches them, a Get of those keys reads Badger, which never goes back;
-// a cached older record could be returned after another Get had already
-// read the new one there.
-func (c *committer) unpublish(group []*commitReq) {
+// commit commits txn, which holds group's mutations, at the next
+// timestamp (see versions.go) and reports the outcome. The group's keys
+// leave the record cache first: while Badger makes the new records
+// visible, and until finish caches them, a Get of those keys reads
+// Badger, which never goes back; a cached older record could be returned
+// after another Get had already read the new one there.
+func (c *committer) commit(group []*commitReq, txn *badger.Txn) {
 	for _, r := range group {
 		for _, m := range r.muts {
 			c.cache.drop(m.key)
 		}
 	}
-}
-
-// commitTxn commits txn at the next timestamp (see versions.go).
-func (c *committer) commitTxn(txn *badger.Txn) error {
 	ts := c.vers.next()
 	err := txn.CommitAt(ts, nil)
 	c.vers.committed(ts)
 	if c.afterCommit != nil {
 		c.afterCommit()
 	}
-	return err
+	c.finish(group, err)
 }
 
 // finish updates the record cache with the outcome of one Badger commit

@@ -33,20 +33,13 @@ func (e *Engine) apply(ctx context.Context, pos uint64, key []byte, incoming dht
 		return false, err
 	}
 	if hintFor != "" {
-		e.addHint(pos, key, hintFor) // before the write: see indexHintsFirst
+		e.addHint(pos, key, hintFor) // before the write: see the hint index in hints.go
 	}
 	if err := e.st.Put(ctx, sk, merged); err != nil {
 		return false, err
 	}
 	return true, nil
 }
-
-// indexHintsFirst: a hint enters the index before the store write. A
-// write whose context ends is reported failed but may still commit; had
-// it not been indexed, no handoff round would run for it (rounds run
-// while the index is not empty) until a restart reloaded the index. An
-// entry whose write did not commit is forgotten by the next round's scan
-// (forgetVanished).
 
 // Apply merges a record into this node's replica of key, as a replica
 // receiving a write would. Anti-entropy and range transfers use it.
@@ -196,7 +189,7 @@ func (e *Engine) mergeAll(ctx context.Context, ws []incomingWrite) []error {
 	}
 	for i, w := range ws {
 		if entryOf[i] >= 0 && w.hintFor != "" {
-			e.addHint(w.pos, w.key, w.hintFor) // before the write: see indexHintsFirst
+			e.addHint(w.pos, w.key, w.hintFor) // before the write: see the hint index in hints.go
 		}
 	}
 	stored := e.st.PutEach(ctx, entries)

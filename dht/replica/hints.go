@@ -20,7 +20,12 @@ import (
 // The hint index maps each key that has hints (by its hint-key prefix)
 // to the targets it has hints for. Adding and removing are idempotent, so
 // the index cannot drift from the store whatever order writes, handoffs
-// and expiries happen in.
+// and expiries happen in. A hint enters the index before its store
+// write: a write whose context ends is reported failed but may still
+// commit, and had it not been indexed no handoff round would run for it
+// (rounds run while the index is not empty) until a restart reloaded the
+// index. An entry whose write did not commit is forgotten by the next
+// round's scan (forgetVanished).
 
 // loadHints builds the in-memory index of keys that have hints.
 func (e *Engine) loadHints(ctx context.Context) error {

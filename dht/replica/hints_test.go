@@ -263,14 +263,7 @@ func TestHintLongKey(t *testing.T) {
 // (as Badger's committer does); the hint is indexed anyway, so the handoff
 // loop, which runs while the index is not empty, delivers it.
 func TestHintIndexedWhenCallerGaveUp(t *testing.T) {
-	c := newCluster(t, 6, testConfig())
-	fbID := c.ids[5]
-	key := []byte("gave-up")
-	r := c.roles(string(key))
-	owner := r.nat[0]
-	if owner == fbID {
-		owner = r.nat[1]
-	}
+	c, fbID, key, r, owner := hintSetup(t, "gave-up")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fb := c.node(fbID)
@@ -299,14 +292,7 @@ func TestHintIndexedWhenCallerGaveUp(t *testing.T) {
 // TestHintIndexForgetsFailedWrite: a hint indexed before a store write that
 // did not happen is forgotten by the next handoff round.
 func TestHintIndexForgetsFailedWrite(t *testing.T) {
-	c := newCluster(t, 6, testConfig())
-	fbID := c.ids[5]
-	key := []byte("never-stored")
-	r := c.roles(string(key))
-	owner := r.nat[0]
-	if owner == fbID {
-		owner = r.nat[1]
-	}
+	c, fbID, key, r, owner := hintSetup(t, "never-stored")
 	fb := c.node(fbID)
 	big := mkRecord(dht.Record{}, r.nat[2], strings.Repeat("x", dht.MaxRecordSize+1), 100)
 	if _, err := replica.ApplyHint(context.Background(), fb.e, key, big, owner); !errors.Is(err, dht.ErrRecordTooLarge) {
@@ -319,4 +305,17 @@ func TestHintIndexForgetsFailedWrite(t *testing.T) {
 	if got := fb.e.Hints(); got != 0 {
 		t.Fatalf("Hints() = %d after a round, want the unstored hint forgotten", got)
 	}
+}
+
+// hintSetup is a 6-node cluster, a fallback (the last node), key and its
+// roles, and the replica of key the fallback will hold a hint for.
+func hintSetup(t *testing.T, name string) (c *cluster, fbID peer.ID, key []byte, r roles, owner peer.ID) {
+	c = newCluster(t, 6, testConfig())
+	fbID, key = c.ids[5], []byte(name)
+	r = c.roles(name)
+	owner = r.nat[0]
+	if owner == fbID {
+		owner = r.nat[1]
+	}
+	return c, fbID, key, r, owner
 }
