@@ -44,30 +44,29 @@ type View interface {
 // reads from R replicas with read repair, and hands hints off. It is safe
 // for concurrent use.
 type Engine struct {
-	cfg    Config
-	self   peer.ID
-	prefix uint64 // the node part of its actors (see actor.go)
-	tr     dht.Transport
-	st     dht.Store
-	view   View
-	clock  dht.Clock
-	log    *slog.Logger
-	m      *metrics
+	cfg   Config
+	self  peer.ID
+	tr    dht.Transport
+	st    dht.Store
+	view  View
+	clock dht.Clock
+	log   *slog.Logger
+	m     *metrics
 
 	locks [256]sync.Mutex // striped by key position; guards read-merge-write of one key
 
 	writes *batchers[*pb.WriteRequest, struct{}]        // replica writes, coalesced per peer
 	reads  *batchers[*pb.ReadRequest, *pb.ReadResponse] // replica reads, coalesced per peer
 
-	epochMu sync.Mutex
-	epoch   uint64 // last epoch handed out; guarded by epochMu
-	// firstEpoch is the oldest epoch whose actor may still be continued:
-	// the first of this run, or the first after a failed local write.
+	epochMu    sync.Mutex
+	generation uint64 // current actor generation; guarded by epochMu
+	epoch      uint64 // last epoch handed out in it; guarded by epochMu
+	// space is the actors that may still be continued (see actorSpace).
 	// Written under epochMu, read without it.
-	firstEpoch atomic.Uint64
-	leaseEnd   uint64 // first epoch not covered by the durable lease; guarded by epochMu
+	space    atomic.Pointer[actorSpace]
+	leaseEnd uint64 // first epoch not covered by the durable lease; guarded by epochMu
 	// exhaustedLogged is set once the node logged that it has no fresh
-	// actor left (see maxEpoch).
+	// actor left (see maxGeneration).
 	exhaustedLogged atomic.Bool
 
 	hintsMu sync.Mutex
@@ -94,7 +93,7 @@ func New(cfg Config, self peer.ID, tr dht.Transport, st dht.Store, view View, cl
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		cfg: cfg, self: self, prefix: actorPrefix(string(self)), tr: tr, st: st, view: view, clock: clk,
+		cfg: cfg, self: self, tr: tr, st: st, view: view, clock: clk,
 		log: cfg.Logger, m: newMetrics(cfg.Registerer), hinted: map[string]map[peer.ID]struct{}{},
 		ctx: ctx, cancel: cancel,
 	}

@@ -20,10 +20,11 @@ var (
 	// would leave alive.
 	ErrOutcomeUnknown = errors.New("replica: write outcome unknown")
 
-	// errEpochsExhausted: this node has taken every actor epoch (see
-	// actor.go) and cannot coordinate a write that needs a fresh actor; it
-	// did not act on the write. Matched in RemoteErrors: keep it stable.
-	errEpochsExhausted = errors.New("replica: this node has used all 2^32 actor epochs and does not coordinate writes of keys new to it")
+	// errEpochsExhausted: this node has taken every actor epoch of every
+	// generation (see actor.go) and cannot coordinate a write that needs a
+	// fresh actor; it did not act on the write. Matched in RemoteErrors:
+	// keep it stable.
+	errEpochsExhausted = errors.New("replica: this node has used every actor epoch and does not coordinate writes of keys new to it")
 
 	// errNotServed: this node is shutting down and did not act on the
 	// request. Its message is matched in RemoteErrors: keep it stable.

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
@@ -67,10 +68,24 @@ func ApplyHint(ctx context.Context, e *Engine, key []byte, rec dht.Record, owner
 	return e.apply(ctx, ring.KeyPos(key), key, rec, owner)
 }
 
-// SetEpochForTest makes epoch the last epoch e handed out.
-func SetEpochForTest(e *Engine, epoch uint64) {
+// SetEpochForTest makes epoch of generation the last epoch e handed out.
+func SetEpochForTest(e *Engine, generation, epoch uint64) {
 	e.epochMu.Lock()
 	defer e.epochMu.Unlock()
-	e.epoch = epoch
+	if generation != e.generation {
+		sp := append(slices.Clone(*e.space.Load()), actorRange{prefix: actorPrefix(string(e.self), generation), first: 1})
+		e.space.Store(&sp)
+	}
+	e.generation, e.epoch = generation, epoch
 	e.leaseEnd = max(e.leaseEnd, epoch+1)
 }
+
+// MaxEpoch and MaxGeneration are the last epoch and generation an actor
+// can take.
+const (
+	MaxEpoch      = maxEpoch
+	MaxGeneration = maxGeneration
+)
+
+// ActorPrefix is the node part of id's actors in a generation.
+func ActorPrefix(id peer.ID, generation uint64) uint64 { return actorPrefix(string(id), generation) }

@@ -132,8 +132,9 @@ func TestTimeoutMidFanoutIsOutcomeUnknown(t *testing.T) {
 	}
 }
 
-// TestEpochsExhausted: a node that has handed out the last actor epoch
-// takes no fresh actor, so it never reissues an earlier actor's dots. It
+// TestEpochsExhausted: a node that has handed out the last actor epoch of
+// its last generation takes no fresh actor, so it never reissues an
+// earlier actor's dots. It
 // still continues the actor a key it wrote holds, and a write of a key
 // new to it, sent to it directly or forwarded by a node that is not a
 // replica, is coordinated by another replica.
@@ -153,7 +154,7 @@ func TestEpochsExhausted(t *testing.T) {
 	if err != nil || first.Coordinator != ex {
 		t.Fatalf("first write: %+v %v", first, err)
 	}
-	replica.SetEpochForTest(e, 1<<32-1)
+	replica.SetEpochForTest(e, replica.MaxGeneration, replica.MaxEpoch)
 	again, err := e.Write(ctx, replica.Write{Key: old.key, Value: []byte("v2"), Context: first.Context, W: 2})
 	if err != nil || again.Coordinator != ex {
 		t.Fatalf("write continuing this node's actor: %+v %v; want it coordinated here", again, err)
@@ -165,5 +166,67 @@ func TestEpochsExhausted(t *testing.T) {
 	res, err = c.node(forwarded.others[0]).e.Write(ctx, replica.Write{Key: forwarded.key, Value: []byte("v"), W: 2})
 	if err != nil || res.Coordinator == ex {
 		t.Fatalf("forwarded write of a new key: %+v %v; want another replica to coordinate it", res, err)
+	}
+}
+
+// TestActorGenerations: a node that has handed out the last epoch of a
+// generation takes its next actor from the next generation, under a
+// prefix none of its earlier actors has, and still continues the actors
+// of this run; after a restart it neither continues them nor goes back to
+// an earlier generation.
+func TestActorGenerations(t *testing.T) {
+	c := newCluster(t, 3, testConfig())
+	ctx := context.Background()
+	r := c.roles("generation-key")
+	coord := r.nat[0]
+	e := c.node(coord).e
+	write := func(key []byte, v string, cctx []dht.Dot) replica.WriteResult {
+		t.Helper()
+		res, err := e.Write(ctx, replica.Write{Key: key, Value: []byte(v), Context: cctx, W: 3})
+		if err != nil || res.Coordinator != coord {
+			t.Fatalf("write %s: %+v %v", v, res, err)
+		}
+		return res
+	}
+	actorOf := func(key []byte) uint64 {
+		t.Helper()
+		rec, _ := c.data(coord, key)
+		var a uint64
+		for _, d := range rec.Context {
+			if d.Actor&^uint64(1<<32-1) == replica.ActorPrefix(coord, 0) || d.Actor&^uint64(1<<32-1) == replica.ActorPrefix(coord, 1) ||
+				d.Actor&^uint64(1<<32-1) == replica.ActorPrefix(coord, 2) {
+				a = max(a, d.Actor)
+			}
+		}
+		return a
+	}
+	first := write(r.key, "v1", nil)
+	old := actorOf(r.key)
+	if old>>32 != replica.ActorPrefix(coord, 0)>>32 {
+		t.Fatalf("first actor %#x is not of generation 0", old)
+	}
+	replica.SetEpochForTest(e, 0, replica.MaxEpoch)
+	var other []byte
+	for i := 0; other == nil; i++ {
+		if k := fmt.Appendf(nil, "generation-other-%d", i); c.roles(string(k)).nat[0] == coord {
+			other = k
+		}
+	}
+	write(other, "w", nil)
+	if got := actorOf(other); got != replica.ActorPrefix(coord, 1)|1 {
+		t.Fatalf("fresh actor after the last epoch = %#x, want generation 1 epoch 1 (%#x)", got, replica.ActorPrefix(coord, 1)|1)
+	}
+	if replica.ActorPrefix(coord, 1) == replica.ActorPrefix(coord, 0) {
+		t.Fatal("generations 0 and 1 share a prefix")
+	}
+	write(r.key, "v2", first.Context)
+	if got := actorOf(r.key); got != old {
+		t.Fatalf("a key written in generation 0 of this run got actor %#x, want %#x continued", got, old)
+	}
+	c.restart(coord)
+	e = c.node(coord).e
+	write(r.key, "v3", nil)
+	if got := actorOf(r.key); got>>32 != replica.ActorPrefix(coord, 1)>>32 || got&(1<<32-1) <= 1 {
+		t.Fatalf("after the restart the key got actor %#x, want a fresh generation-1 actor past the lease", got)
 	}
 }
