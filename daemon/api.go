@@ -189,6 +189,10 @@ func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request, key []byte) {
 	}
 	for _, s := range res.Siblings {
 		sj := client.Sibling{Value: string(s.Value), Timestamp: time.Unix(0, s.Timestamp).UTC()}
+		if s.ExpiresAt != 0 {
+			t := time.Unix(0, s.ExpiresAt).UTC()
+			sj.ExpiresAt = &t
+		}
 		if !utf8.Valid(s.Value) {
 			sj.Value, sj.Encoding = base64.StdEncoding.EncodeToString(s.Value), "base64"
 		}

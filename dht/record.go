@@ -2,7 +2,6 @@ package dht
 
 import (
 	"fmt"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -30,35 +29,52 @@ type Version struct {
 	// received it; 0 for none). A write retried through a second
 	// coordinator keeps its ID, so replicas keep one version of it.
 	WriteID uint64
+	// ExpiresAt is the unix-nanosecond time from which the version is dead
+	// (a TTL write); 0 means never. A dead version reads as a tombstone: it
+	// is not shown, and it stays in the record, context and all, until
+	// tombstone collection purges the record from every replica at once.
+	ExpiresAt int64
+}
+
+// LiveAt reports whether v is a value that has not expired at now (unix
+// nanoseconds): neither a tombstone nor past its expiry.
+func (v Version) LiveAt(now int64) bool {
+	return !v.Tombstone && (v.ExpiresAt == 0 || v.ExpiresAt > now)
+}
+
+// DiedAt returns when v stopped being live, in unix nanoseconds: a
+// tombstone's write time or a value's expiry; ok is false for a value that
+// never expires.
+func (v Version) DiedAt() (at int64, ok bool) {
+	switch {
+	case v.Tombstone:
+		return v.Timestamp, true
+	case v.ExpiresAt != 0:
+		return v.ExpiresAt, true
+	}
+	return 0, false
 }
 
 // Record is the state of one key on one replica: its concurrent versions
 // (siblings) and the causal context that summarises every write it has
-// seen. A record whose versions are all tombstones is a deleted key that is
-// kept until every replica holds the tombstone.
+// seen. A record none of whose versions is live (all tombstones or
+// expired) is a deleted key, kept until every replica holds it.
 type Record struct {
 	Versions []Version
 	// Context is a version vector: for each actor, the highest counter seen.
 	// At most one entry per actor.
 	Context []Dot
-	// ExpiresAt is the unix-nanosecond time after which the key is gone on
-	// every replica; 0 means never.
-	ExpiresAt int64
 }
 
-// Deleted reports whether every version is a tombstone (or there is none).
-func (r Record) Deleted() bool {
+// DeletedAt reports whether no version of r is live at now (unix
+// nanoseconds): every one is a tombstone or has expired, or there is none.
+func (r Record) DeletedAt(now int64) bool {
 	for _, v := range r.Versions {
-		if !v.Tombstone {
+		if v.LiveAt(now) {
 			return false
 		}
 	}
 	return true
-}
-
-// Expired reports whether the record has an expiry at or before now.
-func (r Record) Expired(now time.Time) bool {
-	return r.ExpiresAt != 0 && r.ExpiresAt <= now.UnixNano()
 }
 
 // Size is the number of value bytes the record carries.
@@ -94,7 +110,7 @@ func UnmarshalRecord(b []byte) (Record, error) {
 
 // RecordToPB converts r to its protobuf message.
 func RecordToPB(r Record) *pb.Record {
-	m := &pb.Record{ExpiresAt: r.ExpiresAt}
+	m := &pb.Record{}
 	if len(r.Versions) > 0 {
 		m.Versions = make([]*pb.Version, len(r.Versions))
 		for i, v := range r.Versions {
@@ -104,6 +120,7 @@ func RecordToPB(r Record) *pb.Record {
 				Dot:       &pb.Dot{Actor: v.Dot.Actor, Counter: v.Dot.Counter},
 				Timestamp: v.Timestamp,
 				WriteId:   v.WriteID,
+				ExpiresAt: v.ExpiresAt,
 			}
 		}
 	}
@@ -117,12 +134,13 @@ func RecordToPB(r Record) *pb.Record {
 }
 
 // RecordFromPB converts a protobuf message to a Record. A nil message is the
-// empty record.
+// empty record. A record-wide expiry (written by earlier releases) becomes
+// the expiry of every value version that has none of its own.
 func RecordFromPB(m *pb.Record) Record {
 	if m == nil {
 		return Record{}
 	}
-	r := Record{ExpiresAt: m.GetExpiresAt()}
+	var r Record
 	if len(m.Versions) > 0 {
 		r.Versions = make([]Version, len(m.Versions))
 		for i, v := range m.Versions {
@@ -132,6 +150,10 @@ func RecordFromPB(m *pb.Record) Record {
 				Dot:       Dot{Actor: v.GetDot().GetActor(), Counter: v.GetDot().GetCounter()},
 				Timestamp: v.GetTimestamp(),
 				WriteID:   v.GetWriteId(),
+				ExpiresAt: v.GetExpiresAt(),
+			}
+			if r.Versions[i].ExpiresAt == 0 && !r.Versions[i].Tombstone {
+				r.Versions[i].ExpiresAt = m.GetExpiresAt()
 			}
 		}
 	}

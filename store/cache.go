@@ -154,7 +154,7 @@ func recordCost(key []byte, rec dht.Record) int {
 
 // cloneRecord copies rec deeply: the copy shares no memory with rec.
 func cloneRecord(rec dht.Record) dht.Record {
-	out := dht.Record{ExpiresAt: rec.ExpiresAt}
+	var out dht.Record
 	if len(rec.Context) > 0 {
 		out.Context = append([]dht.Dot(nil), rec.Context...)
 	}

@@ -3,8 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"math"
-	"time"
 
 	"github.com/ringkv/ringkv/dht"
 )
@@ -15,7 +13,6 @@ import (
 //
 //	key:       nsRecord || K
 //	value:     dht.MarshalRecord(record)
-//	expiresAt: ceil(record.ExpiresAt / 1e9) unix seconds, 0 for never
 //
 // The namespace byte keeps user keys clear of Badger's reserved "!badger!"
 // prefix, allows the empty key, and leaves room for store metadata under
@@ -53,24 +50,16 @@ func scanBounds(start, end []byte) (lo, hi []byte) {
 	return lo, append([]byte{nsRecord}, end...)
 }
 
-// encodeRecord returns the stored value of rec and its Badger expiry.
-func encodeRecord(rec dht.Record) (val []byte, expiresAt uint64, err error) {
-	val, err = dht.MarshalRecord(rec)
+// encodeRecord returns the stored value of rec.
+func encodeRecord(rec dht.Record) ([]byte, error) {
+	val, err := dht.MarshalRecord(rec)
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: encode record: %w", err)
+		return nil, fmt.Errorf("store: encode record: %w", err)
 	}
 	if len(val) > dht.MaxRecordSize {
-		return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", dht.ErrRecordTooLarge, len(val), dht.MaxRecordSize)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", dht.ErrRecordTooLarge, len(val), dht.MaxRecordSize)
 	}
-	return val, badgerExpiry(rec.ExpiresAt), nil
-}
-
-// badgerExpired reports whether Badger's TTL for rec has passed by the
-// system clock, as Badger decides it, so that a cached record vanishes
-// when Badger's copy does.
-func badgerExpired(rec dht.Record) bool {
-	exp := badgerExpiry(rec.ExpiresAt)
-	return exp != 0 && exp <= uint64(time.Now().Unix())
+	return val, nil
 }
 
 // decodeRecord decodes the stored value of key. Any failure, including a
@@ -84,52 +73,4 @@ func decodeRecord(key, val []byte) (dht.Record, error) {
 		err = fmt.Errorf("%w: %w", dht.ErrCorruptRecord, err)
 	}
 	return dht.Record{}, fmt.Errorf("store: key %x: %w", key, err)
-}
-
-// badgerExpiry converts a record expiry in unix nanoseconds to Badger's unix
-// seconds, rounding up so that Badger never drops a record before the store
-// itself hides it. 0 stays 0 (never); an expiry at or before the epoch
-// becomes 1, which Badger treats as long past.
-func badgerExpiry(ns int64) uint64 {
-	switch {
-	case ns == 0:
-		return 0
-	case ns < 0:
-		return 1
-	}
-	sec := uint64(ns / int64(time.Second))
-	if ns%int64(time.Second) != 0 {
-		sec++
-	}
-	return sec
-}
-
-// expiry is what a Badger expiry in seconds says about a record at a time.
-type expiry uint8
-
-const (
-	expiryLive    expiry = iota // the record has not expired
-	expiryExpired               // the record has expired
-	expiryUnsure                // the expiry falls in the current second: decode to tell
-)
-
-// classifyExpiry decides from a Badger expiry alone (keys-only iteration)
-// whether a record is live at now. The exact nanosecond expiry lies in
-// ((sec-1)·1e9, sec·1e9], so only the second before sec is ambiguous.
-func classifyExpiry(sec uint64, now time.Time) expiry {
-	if sec == 0 {
-		return expiryLive
-	}
-	if sec > math.MaxInt64/uint64(time.Second) {
-		return expiryLive // beyond year 2262: int64 nanoseconds cannot reach it
-	}
-	hi := int64(sec) * int64(time.Second)
-	n := now.UnixNano()
-	switch {
-	case n >= hi:
-		return expiryExpired
-	case n <= hi-int64(time.Second):
-		return expiryLive
-	}
-	return expiryUnsure
 }

@@ -46,10 +46,9 @@ const (
 
 // mutation is one Set or Delete of a Badger key.
 type mutation struct {
-	key       []byte // Badger key (namespaced)
-	value     []byte // nil for a delete
-	expiresAt uint64 // Badger expiry, unix seconds; 0 never
-	del       bool
+	key   []byte // Badger key (namespaced)
+	value []byte // nil for a delete
+	del   bool
 	// rec is the decoded record for the record cache, owned by the
 	// mutation; nil when the record is not to be cached.
 	rec *dht.Record
@@ -276,7 +275,7 @@ func addMutations(txn *badger.Txn, muts []mutation) error {
 		if m.del {
 			err = txn.Delete(m.key)
 		} else {
-			err = txn.SetEntry(&badger.Entry{Key: m.key, Value: m.value, ExpiresAt: m.expiresAt})
+			err = txn.SetEntry(&badger.Entry{Key: m.key, Value: m.value})
 		}
 		if err != nil {
 			return err

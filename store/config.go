@@ -104,12 +104,6 @@ type Config struct {
 	// cost of background I/O.
 	GCInterval time.Duration
 
-	// Clock decides whether a record has expired (Record.ExpiresAt). Default
-	// dht.SystemClock{}; nil means that. Badger itself drops expired records
-	// by the system clock, so a Clock that runs behind the system clock
-	// makes records vanish before it says they expire.
-	Clock dht.Clock
-
 	// Logger receives the store's and Badger's messages: Badger's chatty
 	// info and debug lines at debug, its warnings and errors at warn.
 	// Default slog.Default(); nil discards.
@@ -135,7 +129,6 @@ func DefaultConfig(dir string) Config {
 		ValueThreshold:     4 * kib,
 		NumCompactors:      2,
 		GCInterval:         5 * time.Minute,
-		Clock:              dht.SystemClock{},
 		Logger:             slog.Default(),
 	}
 }

@@ -13,10 +13,10 @@
 //   - Records are stored in their wire form (dht.MarshalRecord), so a
 //     record read back is exactly the record written, and bytes that do not
 //     decode are reported as dht.ErrCorruptRecord instead of a panic.
-//   - Expiry: a record whose ExpiresAt is set is invisible to Get, Scan and
-//     Count from that instant on, as told by Config.Clock, and carries
-//     Badger's TTL (rounded up to the second) so that compaction reclaims it
-//     without a delete.
+//   - Expiry is the dht layer's: an expired version is part of its record
+//     until the dht layer deletes the record, as a tombstone is. Records
+//     written by releases that gave them Badger's TTL still vanish when it
+//     passes, as Badger hides them itself.
 //   - Durability: with Config.SyncWrites (the default), a Put, PutBatch or
 //     Delete that returns nil has been fsynced. Concurrent writes share one
 //     commit and one fsync (group commit, see commit.go). A PutBatch is

@@ -15,11 +15,11 @@ func seedRecords(f *testing.F) [][]byte {
 	recs := []dht.Record{
 		{},
 		rec("v"),
-		{Versions: []dht.Version{{Tombstone: true, Dot: dht.Dot{Actor: 1, Counter: 9}}}, ExpiresAt: 1},
+		{Versions: []dht.Version{{Tombstone: true, Dot: dht.Dot{Actor: 1, Counter: 9}}}},
 		{
-			Versions:  []dht.Version{{Value: []byte("a"), Dot: dht.Dot{Actor: 1, Counter: 1}}, {Value: []byte{0, 0xff}, Dot: dht.Dot{Actor: 2, Counter: 3}, Timestamp: -1}},
-			Context:   []dht.Dot{{Actor: 1, Counter: 1}, {Actor: 2, Counter: 3}},
-			ExpiresAt: 1 << 62,
+			Versions: []dht.Version{{Value: []byte("a"), Dot: dht.Dot{Actor: 1, Counter: 1}, ExpiresAt: 1},
+				{Value: []byte{0, 0xff}, Dot: dht.Dot{Actor: 2, Counter: 3}, Timestamp: -1, ExpiresAt: 1 << 62}},
+			Context: []dht.Dot{{Actor: 1, Counter: 1}, {Actor: 2, Counter: 3}},
 		},
 	}
 	var out [][]byte

@@ -4,33 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ringkv/ringkv/dht"
 	"github.com/ringkv/ringkv/store"
 )
-
-// fakeClock is a settable dht.Clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock(t time.Time) *fakeClock { return &fakeClock{now: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
 
 // testConfig is DefaultConfig in a fresh temporary directory, without
 // fsync (tests that need it turn it on) and with a discarding logger.

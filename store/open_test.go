@@ -38,7 +38,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no compactors", func(c *store.Config) { c.NumCompactors = 0 }, true},
 		{"gc disabled", func(c *store.Config) { c.GCInterval = 0 }, true},
 		{"negative gc interval", func(c *store.Config) { c.GCInterval = -time.Second }, false},
-		{"nil clock and logger", func(c *store.Config) { c.Clock = nil; c.Logger = nil }, true},
+		{"nil logger", func(c *store.Config) { c.Logger = nil }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

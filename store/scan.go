@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -24,7 +23,7 @@ type errStopScan struct{ err error }
 
 func (e *errStopScan) Error() string { return e.err.Error() }
 
-// Scan calls fn for each live record with start <= key < end, in bytewise
+// Scan calls fn for each record with start <= key < end, in bytewise
 // key order; a nil end means no upper bound, a nil start means from the
 // first key. The key and record are valid only during the call. An error
 // from fn stops the scan and is returned as is. The scan reads one snapshot:
@@ -57,14 +56,13 @@ func (s *Badger) Scan(ctx context.Context, start, end []byte, fn func(key []byte
 	return opError("scan", err)
 }
 
-// scan iterates txn over [lo, hi), handing live records to fn.
+// scan iterates txn over [lo, hi), handing the records to fn.
 func (s *Badger) scan(ctx context.Context, txn *badger.Txn, lo, hi []byte, open bool, fn func([]byte, dht.Record) error) error {
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchSize = scanPrefetch
 	opts.Prefix = iterPrefix(lo, hi, open)
 	it := txn.NewIterator(opts)
 	defer it.Close()
-	now := s.clock.Now()
 	n := 0
 	for it.Seek(lo); it.Valid(); it.Next() {
 		item := it.Item()
@@ -76,15 +74,15 @@ func (s *Badger) scan(ctx context.Context, txn *badger.Txn, lo, hi []byte, open 
 				return err
 			}
 		}
-		if err := s.visit(item, now, fn); err != nil {
+		if err := s.visit(item, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// visit decodes one item and hands it to fn unless it has expired.
-func (s *Badger) visit(item *badger.Item, now time.Time, fn func([]byte, dht.Record) error) error {
+// visit decodes one item and hands it to fn.
+func (s *Badger) visit(item *badger.Item, fn func([]byte, dht.Record) error) error {
 	key := userKey(item.Key())
 	var rec dht.Record
 	err := item.Value(func(v []byte) error {
@@ -95,18 +93,14 @@ func (s *Badger) visit(item *badger.Item, now time.Time, fn func([]byte, dht.Rec
 	if err != nil {
 		return err
 	}
-	if rec.Expired(now) {
-		return nil
-	}
 	if err := fn(key, rec); err != nil {
 		return &errStopScan{err: err}
 	}
 	return nil
 }
 
-// Count returns the number of live records whose key starts with prefix. It
-// iterates keys only, except for records that expire within the current
-// second, whose exact expiry must be decoded.
+// Count returns the number of records whose key starts with prefix. It
+// iterates keys only.
 func (s *Badger) Count(ctx context.Context, prefix []byte) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -123,20 +117,11 @@ func (s *Badger) Count(ctx context.Context, prefix []byte) (int64, error) {
 		opts.Prefix = bp
 		it := txn.NewIterator(opts)
 		defer it.Close()
-		now := s.clock.Now()
-		n := 0
 		for it.Rewind(); it.Valid(); it.Next() {
-			if n++; n%ctxCheckEvery == 0 {
+			if count++; count%ctxCheckEvery == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-			}
-			live, err := liveItem(it.Item(), now)
-			if err != nil {
-				return err
-			}
-			if live {
-				count++
 			}
 		}
 		return nil
@@ -144,28 +129,10 @@ func (s *Badger) Count(ctx context.Context, prefix []byte) (int64, error) {
 	switch {
 	case err == nil:
 		return count, nil
-	case errors.Is(err, dht.ErrCorruptRecord), errors.Is(err, ctx.Err()):
+	case errors.Is(err, ctx.Err()):
 		return 0, err
 	}
 	return 0, opError("count", err)
-}
-
-// liveItem reports whether item's record is live at now, reading its value
-// only when the Badger expiry cannot tell.
-func liveItem(item *badger.Item, now time.Time) (bool, error) {
-	switch classifyExpiry(item.ExpiresAt(), now) {
-	case expiryLive:
-		return true, nil
-	case expiryExpired:
-		return false, nil
-	}
-	var live bool
-	err := item.Value(func(v []byte) error {
-		rec, err := decodeRecord(userKey(item.Key()), v)
-		live = err == nil && !rec.Expired(now)
-		return err
-	})
-	return live, err
 }
 
 // iterPrefix is the prefix every Badger key in [lo, hi) shares: the record

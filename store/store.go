@@ -17,10 +17,9 @@ var _ dht.Store = (*Badger)(nil)
 // Badger is a dht.Store kept in a Badger database. Open it, use it from any
 // number of goroutines, Close it once.
 type Badger struct {
-	dir   string // absolute, for messages
-	log   *slog.Logger
-	clock dht.Clock
-	db    *badger.DB
+	dir string // absolute, for messages
+	log *slog.Logger
+	db  *badger.DB
 
 	gate   gate
 	vers   *versions
@@ -40,9 +39,6 @@ func Open(cfg Config) (*Badger, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = dht.SystemClock{}
-	}
 	log := cfg.Logger
 	if log == nil {
 		log = discardLogger()
@@ -57,11 +53,10 @@ func Open(cfg Config) (*Badger, error) {
 		return nil, openError(dir, err)
 	}
 	s := &Badger{
-		dir:   dir,
-		log:   log,
-		clock: cfg.Clock,
-		db:    db,
-		size:  diskUsage{dir: dir},
+		dir:  dir,
+		log:  log,
+		db:   db,
+		size: diskUsage{dir: dir},
 	}
 	s.gate.init()
 	s.vers = newVersions(db)
@@ -90,8 +85,7 @@ func (s *Badger) Close() error {
 	return s.closeErr
 }
 
-// Get returns the live record under key, or dht.ErrNotFound if there is none
-// (never written, deleted or expired). Undecodable bytes on disk give an error
+// Get returns the record under key, or dht.ErrNotFound if there is none. Undecodable bytes on disk give an error
 // wrapping dht.ErrCorruptRecord.
 func (s *Badger) Get(ctx context.Context, key []byte) (dht.Record, error) {
 	if err := ctx.Err(); err != nil {
@@ -105,10 +99,7 @@ func (s *Badger) Get(ctx context.Context, key []byte) (dht.Record, error) {
 		return dht.Record{}, errUseAfterClose
 	}
 	defer s.gate.exit()
-	if rec, ok := s.cache.get(bk); ok && !badgerExpired(rec) {
-		if rec.Expired(s.clock.Now()) {
-			return dht.Record{}, dht.ErrNotFound
-		}
+	if rec, ok := s.cache.get(bk); ok {
 		return rec, nil
 	}
 	var rec dht.Record
@@ -128,14 +119,10 @@ func (s *Badger) Get(ctx context.Context, key []byte) (dht.Record, error) {
 		}
 		return dht.Record{}, opError("get", err)
 	}
-	if rec.Expired(s.clock.Now()) {
-		return dht.Record{}, dht.ErrNotFound
-	}
 	return rec, nil
 }
 
-// Put stores rec under key, replacing what was there. A record with an
-// expiry is also given Badger's TTL so that Badger reclaims it.
+// Put stores rec under key, replacing what was there.
 func (s *Badger) Put(ctx context.Context, key []byte, rec dht.Record) error {
 	m, err := s.setMutation(key, rec)
 	if err != nil {
@@ -252,11 +239,11 @@ func setMutation(key []byte, rec dht.Record) (mutation, error) {
 	if err != nil {
 		return mutation{}, err
 	}
-	val, exp, err := encodeRecord(rec)
+	val, err := encodeRecord(rec)
 	if err != nil {
 		return mutation{}, err
 	}
-	return mutation{key: bk, value: val, expiresAt: exp}, nil
+	return mutation{key: bk, value: val}, nil
 }
 
 // submit runs muts through the group committer as one atomic commit.

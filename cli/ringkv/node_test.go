@@ -84,6 +84,29 @@ func TestPutGetDeleteThroughCLI(t *testing.T) {
 	if !errors.Is(err, client.ErrNotFound) || gone.Answered != 1 || gone.Hinted != 0 {
 		t.Fatalf("API get of a deleted key: %+v %v; want not found, answered by the one replica", gone, err)
 	}
+	// A TTL: the sibling and the key show their expiry; once it passes the
+	// key reads as not found, and a new put brings it back without it.
+	before := time.Now()
+	if r := n.cli("", "put", "session", "s1", "--ttl", "2s"); r.code != 0 {
+		t.Fatalf("put --ttl: %d %s", r.code, r.stderr)
+	}
+	r = n.cli("", "get", "session", "-o", "json")
+	gr = client.GetResponse{}
+	if err := json.Unmarshal([]byte(r.stdout), &gr); err != nil || len(gr.Siblings) != 1 || gr.Siblings[0].ExpiresAt == nil || gr.ExpiresAt == nil ||
+		!gr.Siblings[0].ExpiresAt.Equal(*gr.ExpiresAt) || gr.ExpiresAt.Before(before.Add(2*time.Second)) || gr.ExpiresAt.After(time.Now().Add(2*time.Second)) {
+		t.Fatalf("get -o json of a key put with --ttl 2s: %q (%v); want its expiry on the sibling and the key", r.stdout, err)
+	}
+	waitFor(t, 10*time.Second, "the key put with --ttl 2s to expire", func() bool {
+		return n.cli("", "get", "session").code == 4
+	})
+	if r := n.cli("", "put", "session", "s2"); r.code != 0 {
+		t.Fatalf("put after expiry: %d %s", r.code, r.stderr)
+	}
+	r = n.cli("", "get", "session", "-o", "json")
+	gr = client.GetResponse{}
+	if err := json.Unmarshal([]byte(r.stdout), &gr); err != nil || len(gr.Siblings) != 1 || gr.Siblings[0].Value != "s2" || gr.Siblings[0].ExpiresAt != nil || gr.ExpiresAt != nil {
+		t.Fatalf("get after a put without TTL over the expired key: %q (%v); want s2 alone, no expiry", r.stdout, err)
+	}
 	for _, k := range []string{".", "..", "a/b", "%2F", "ü"} {
 		if r := n.cli("", "put", k, "v-"+k); r.code != 0 {
 			t.Fatalf("put %q: %d %s", k, r.code, r.stderr)

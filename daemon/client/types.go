@@ -30,7 +30,9 @@ type GetResponse struct {
 	Answered int       `json:"answered"`
 	// Hinted is how many of the answers came from fallback nodes standing
 	// in for down replicas (a sloppy read quorum).
-	Hinted    int        `json:"hinted"`
+	Hinted int `json:"hinted"`
+	// ExpiresAt is when the key expires: the last of its siblings' expiries,
+	// absent when any sibling never expires.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
@@ -41,6 +43,9 @@ type Sibling struct {
 	Value     string    `json:"value"`
 	Encoding  string    `json:"encoding,omitempty"`
 	Timestamp time.Time `json:"timestamp"`
+	// ExpiresAt is when this version expires (its write's TTL); absent
+	// for a version that never does.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Bytes decodes the sibling's value.

@@ -63,6 +63,10 @@ type Config struct {
 	// set (a hint, a node that left) may linger without resurrecting the
 	// key; longer keeps deleted keys around longer.
 	TombstoneGrace time.Duration
+	// LWW says the cluster resolves conflicts by last writer wins, so a key
+	// whose latest version is dead is deleted even if older siblings are
+	// not. The node sets it from its own mode. Default false.
+	LWW bool
 	// CallTimeout bounds one sync exchange with a peer. Default 10s, the
 	// dht/p2p server's handler bound.
 	CallTimeout time.Duration
@@ -106,11 +110,11 @@ func DefaultConfig() Config {
 }
 
 // LocalConfig returns fast timings for clusters on one machine and for
-// tests: rounds every 2s and tombstones collected after 5s.
+// tests: rounds every 2s and tombstones collected after a minute.
 func LocalConfig() Config {
 	c := DefaultConfig()
 	c.Interval = 2 * time.Second
-	c.TombstoneGrace = 5 * time.Second
+	c.TombstoneGrace = time.Minute
 	c.CallTimeout = 5 * time.Second
 	c.TreeCacheTTL = 10 * time.Second
 	return c

@@ -86,7 +86,7 @@ func TestWithReplicaEngine(t *testing.T) {
 		}
 	}
 	res, err := engines[c.ids[1]].Read(ctx, []byte(key), 3)
-	if err != nil || (res.Found && !res.Record.Deleted()) {
+	if err != nil || (res.Found && !res.Record.DeletedAt(c.clock.Now().UnixNano())) {
 		t.Fatalf("read after collection: %+v, %v", res, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -261,6 +262,7 @@ type fakeReplica struct {
 	self peer.ID
 	st   dht.Store
 	tr   dht.Transport
+	lww  bool       // the cluster's conflict mode, as the engine's Config.LWW
 	mu   sync.Mutex // guards read-merge-write
 }
 
@@ -284,7 +286,7 @@ func (r *fakeReplica) Apply(ctx context.Context, key []byte, pos uint64, rec dht
 
 func (r *fakeReplica) Purge(ctx context.Context, key []byte, digest uint64) (bool, error) {
 	return r.deleteIf(ctx, key, func(rec dht.Record) bool {
-		return rec.Deleted() && merkle.RecordDigest(rec) == digest
+		return version.DiedBy(rec, math.MaxInt64, r.lww) && merkle.RecordDigest(rec) == digest
 	})
 }
 
@@ -412,7 +414,7 @@ func (c *cluster) add(id peer.ID) *tnode {
 	c.t.Helper()
 	ep := c.w.net.Endpoint(id)
 	st := newMemStore()
-	rep := &fakeReplica{self: id, st: st, tr: ep}
+	rep := &fakeReplica{self: id, st: st, tr: ep, lww: c.cfg.LWW}
 	ep.Handle(testKV, func() proto.Message { return new(pb.KVRequest) }, rep.handle)
 	s, err := New(c.cfg, placement{w: c.w, self: id}, rep, ep, st, c.clock)
 	if err != nil {
@@ -479,12 +481,18 @@ func actor(i int) uint64 { return uint64(1000 + i) }
 
 // write overwrites local causally (the client read local).
 func write(local dht.Record, a uint64, value string, ts time.Time) dht.Record {
-	return version.Update(local, local.Context, dht.Version{Value: []byte(value), Timestamp: ts.UnixNano()}, a)
+	return version.Update(local, local.Context, dht.Version{Value: []byte(value), Timestamp: ts.UnixNano()}, a, ts.UnixNano())
+}
+
+// expiring overwrites local causally with a value that dies at exp.
+func expiring(local dht.Record, a uint64, value string, ts, exp time.Time) dht.Record {
+	v := dht.Version{Value: []byte(value), Timestamp: ts.UnixNano(), ExpiresAt: exp.UnixNano()}
+	return version.Update(local, local.Context, v, a, ts.UnixNano())
 }
 
 // del deletes local causally.
 func del(local dht.Record, a uint64, ts time.Time) dht.Record {
-	return version.Update(local, local.Context, dht.Version{Tombstone: true, Timestamp: ts.UnixNano()}, a)
+	return version.Update(local, local.Context, dht.Version{Tombstone: true, Timestamp: ts.UnixNano()}, a, ts.UnixNano())
 }
 
 // mergeAll merges records.

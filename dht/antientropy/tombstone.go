@@ -12,12 +12,19 @@ import (
 	"github.com/ringkv/ringkv/dht/merkle"
 	"github.com/ringkv/ringkv/dht/replica"
 	"github.com/ringkv/ringkv/dht/ring"
+	"github.com/ringkv/ringkv/dht/version"
 )
 
-// Tombstone collection. A deleted key is a record whose versions are all
-// tombstones. It is purged when:
+// Tombstone collection. A deleted key is a record none of whose versions
+// is live: each is a tombstone or a value whose TTL has run out (in
+// last-writer-wins mode, the version readers are shown is). Expired
+// values are collected exactly as tombstones are, context and all, so an
+// expired write's context keeps covering what it overwrote on every
+// replica until all of them drop it together. A deleted key is purged
+// when:
 //
-//   - its newest tombstone is older than TombstoneGrace;
+//   - every version died (was deleted, or expired) at least
+//     TombstoneGrace ago;
 //   - this node is the first live natural replica of the key (one
 //     collector per key, no races between replicas);
 //   - every natural replica, and every future replica while a join or
@@ -32,21 +39,23 @@ import (
 //
 // Why a deleted key stays deleted after a partition heals: a stale live
 // copy can come back only from a node that still holds it. Every replica
-// is checked to hold exactly the tombstone (whose causal context covers
-// the deleted versions) before anyone purges, so at that moment no
+// is checked to hold exactly the deleted record (whose causal context
+// covers the deleted versions) before anyone purges, so at that moment no
 // replica holds a live version; a replica cut off by a partition does not
 // answer and blocks the purge until the partition heals and anti-entropy
 // has given it the tombstone. A partial purge (some CallPurge failed)
 // leaves tombstones, never live versions, which anti-entropy spreads
-// again until the next collection.
+// again until the next collection. Hints are the one copy outside the
+// replica set that the collector does not check; they are dropped
+// undelivered once older than the replica engine's HintMaxAge, which is
+// below the grace (see dht/replica/hints.go).
 //
-// The residual risk is a copy outside the replica set that outlives the
-// grace period: a hint held by a fallback node, or a record on a node that
-// was a replica before a ring change, was down or partitioned through the
-// whole grace period and then hands its old record off. Such a copy
-// carries no tombstone and, arriving after the purge, is taken as a new
-// key. TombstoneGrace should exceed the longest outage after which a node
-// is still allowed back with its data.
+// The residual risk is a record on a node that was a replica before a
+// ring change, was down or partitioned through the whole grace period and
+// then hands its old record off. Such a copy carries no tombstone and,
+// arriving after the purge, is taken as a new key. TombstoneGrace should
+// exceed the longest outage after which a node is still allowed back with
+// its data.
 
 // collectTombstones runs one collection pass over the arcs this node
 // collects for.
@@ -85,15 +94,15 @@ type tombstone struct {
 	digest uint64
 }
 
-// collectArc finds the expired tombstones of an arc, a page at a time,
-// and collects each.
+// collectArc finds the keys of an arc deleted before cutoff, a page at a
+// time, and collects each.
 func (s *Syncer) collectArc(ctx context.Context, arc ring.Arc, list []peer.ID, cutoff int64) error {
 	for _, sp := range arcSpans(arc.Start, arc.End) {
 		lo, hi := sp.keys()
 		for lo != nil {
 			var cands []tombstone
 			resume, err := scanRange(ctx, s.st, lo, hi, func(sk []byte, rec dht.Record) bool {
-				if _, key, ok := replica.ParseDataKey(sk); ok && expiredTombstone(rec, cutoff) {
+				if _, key, ok := replica.ParseDataKey(sk); ok && version.DiedBy(rec, cutoff, s.cfg.LWW) {
 					cands = append(cands, tombstone{key: bytes.Clone(key), digest: merkle.RecordDigest(rec)})
 				}
 				return len(cands) >= s.cfg.BatchKeys
@@ -110,19 +119,6 @@ func (s *Syncer) collectArc(ctx context.Context, arc ring.Arc, list []peer.ID, c
 		}
 	}
 	return nil
-}
-
-// expiredTombstone reports whether rec is a deleted key whose newest
-// tombstone was written at or before cutoff (unix nanoseconds).
-func expiredTombstone(rec dht.Record, cutoff int64) bool {
-	if len(rec.Versions) == 0 || !rec.Deleted() {
-		return false
-	}
-	newest := rec.Versions[0].Timestamp
-	for _, v := range rec.Versions[1:] {
-		newest = max(newest, v.Timestamp)
-	}
-	return newest <= cutoff
 }
 
 // collect purges one tombstone if every replica holds it. It returns an

@@ -70,6 +70,42 @@ func TestTombstoneCollection(t *testing.T) {
 		},
 		advance: 1.5,
 	}, {
+		name: "a value whose TTL ran out over a grace ago",
+		setup: func(c *cluster, reps []peer.ID, base, _ dht.Record, key string) {
+			exp := expiring(base, actor(1), "ttl", c.clock.Now(), c.clock.Now().Add(grace/4))
+			for _, id := range reps {
+				c.put(id, key, exp)
+			}
+		},
+		advance: 1.5, purged: true,
+	}, {
+		name: "a value whose TTL ran out less than a grace ago",
+		setup: func(c *cluster, reps []peer.ID, base, _ dht.Record, key string) {
+			exp := expiring(base, actor(1), "ttl", c.clock.Now(), c.clock.Now().Add(grace))
+			for _, id := range reps {
+				c.put(id, key, exp)
+			}
+		},
+		advance: 1.5,
+	}, {
+		name: "an expired value next to a concurrent tombstone",
+		setup: func(c *cluster, reps []peer.ID, base, tomb dht.Record, key string) {
+			exp := expiring(base, actor(2), "ttl", c.clock.Now(), c.clock.Now().Add(grace/4))
+			for _, id := range reps {
+				c.put(id, key, mergeAll(tomb, exp))
+			}
+		},
+		advance: 1.5, purged: true,
+	}, {
+		name: "a value that never expires next to an expired one",
+		setup: func(c *cluster, reps []peer.ID, base, _ dht.Record, key string) {
+			exp := expiring(base, actor(2), "ttl", c.clock.Now(), c.clock.Now().Add(grace/4))
+			for _, id := range reps {
+				c.put(id, key, mergeAll(base, exp, write(dht.Record{}, actor(5), "lasting", c.clock.Now())))
+			}
+		},
+		advance: 1.5,
+	}, {
 		name: "a live sibling next to the tombstone",
 		setup: func(c *cluster, reps []peer.ID, base, tomb dht.Record, key string) {
 			live := write(dht.Record{}, actor(5), "concurrent", c.clock.Now())
@@ -169,7 +205,7 @@ func TestDeletedKeyStaysDeletedAfterHeal(t *testing.T) {
 			if err != nil {
 				t.Fatalf("get: %v", err)
 			}
-			if ok && !rec.Deleted() {
+			if ok && !rec.DeletedAt(c.clock.Now().UnixNano()) {
 				t.Fatalf("%s holds the deleted key's value again: %+v", id, rec)
 			}
 		}
@@ -177,6 +213,40 @@ func TestDeletedKeyStaysDeletedAfterHeal(t *testing.T) {
 	for id, ok := range found(t, c, key) {
 		if ok {
 			t.Fatalf("%s still holds the key three rounds after the heal", id)
+		}
+	}
+}
+
+// TestTombstoneCollectionLWW: in last-writer-wins mode a key whose latest
+// version is dead is deleted, even next to an older live sibling that a
+// merge kept, and is collected after the grace; one whose latest version
+// is live is not.
+func TestTombstoneCollectionLWW(t *testing.T) {
+	for _, latestDead := range []bool{true, false} {
+		cfg := testConfig()
+		cfg.LWW = true
+		c := newCluster(t, 3, 3, 4, cfg)
+		key := keyName(6)
+		reps := c.natural(key)
+		now := c.clock.Now()
+		older := write(dht.Record{}, actor(0), "older", now)
+		latest := del(dht.Record{}, actor(1), now.Add(time.Second))
+		if !latestDead {
+			older, latest = del(dht.Record{}, actor(0), now), write(dht.Record{}, actor(1), "latest", now.Add(time.Second))
+		}
+		for _, id := range reps {
+			c.put(id, key, mergeAll(older, latest))
+		}
+		c.clock.Advance(2 * cfg.TombstoneGrace)
+		for _, id := range c.sortedIDs() {
+			if err := c.nodes[id].s.collectTombstones(context.Background()); err != nil {
+				t.Fatalf("collectTombstones: %v", err)
+			}
+		}
+		for id, ok := range found(t, c, key) {
+			if ok == latestDead {
+				t.Errorf("latest version dead %v: %s holds the key %v after collection", latestDead, id, ok)
+			}
 		}
 	}
 }

@@ -13,10 +13,10 @@ import (
 // filled returns a store holding n records of 100-byte values.
 func filled(b *testing.B, n int) *dhttest.MemStore {
 	b.Helper()
-	s := dhttest.NewMemStore(nil)
+	s := dhttest.NewMemStore()
 	entries := make([]dht.Entry, n)
 	for i := range entries {
-		entries[i] = dht.Entry{Key: fmt.Appendf(nil, "key-%08d", i), Record: rec(string(make([]byte, 100)), 0)}
+		entries[i] = dht.Entry{Key: fmt.Appendf(nil, "key-%08d", i), Record: rec(string(make([]byte, 100)))}
 	}
 	if err := s.PutBatch(context.Background(), entries); err != nil {
 		b.Fatal(err)
@@ -27,7 +27,7 @@ func filled(b *testing.B, n int) *dhttest.MemStore {
 func BenchmarkMemStorePut(b *testing.B) {
 	s := filled(b, 10_000)
 	ctx := context.Background()
-	r := rec(string(make([]byte, 100)), 0)
+	r := rec(string(make([]byte, 100)))
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

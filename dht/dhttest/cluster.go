@@ -166,7 +166,7 @@ func (c *Cluster) Add() int {
 		c.t.Fatalf("dhttest: address of slot %d: %v", i, err)
 	}
 	sc := &skewedClock{base: c.clock}
-	c.slots = append(c.slots, &slot{i: i, priv: priv, id: id, addr: addr, store: NewMemStore(sc), clock: sc,
+	c.slots = append(c.slots, &slot{i: i, priv: priv, id: id, addr: addr, store: NewMemStore(), clock: sc,
 		faults: &faults{lose: map[dht.Protocol]int{}}})
 	return i
 }

@@ -25,15 +25,11 @@ const scribble = 0xEE
 // MemStore is an in-memory dht.Store: keys in bytewise order in a sorted
 // slice, each record kept in its encoded form (dht.MarshalRecord), so
 // callers never share memory with the store and Size is what a disk store
-// would hold before compression. Records whose ExpiresAt has passed on the
-// store's clock are invisible to Get, Scan and Count; DropExpired reclaims
-// them. It is safe for concurrent use.
+// would hold before compression. It is safe for concurrent use.
 //
 // A Cluster keeps one MemStore per slot across restarts, as a data
 // directory outlives its process.
 type MemStore struct {
-	clock dht.Clock
-
 	mu      sync.RWMutex
 	entries []memEntry // sorted by key, unique; guarded by mu
 	size    int64      // sum of len(key)+len(val) over entries; guarded by mu
@@ -47,19 +43,10 @@ type MemStore struct {
 type memEntry struct {
 	key string
 	val []byte // dht.MarshalRecord of the record
-	exp int64  // the record's ExpiresAt, unix nanoseconds; 0 never
 }
 
-func (e memEntry) expired(now int64) bool { return e.exp != 0 && e.exp <= now }
-
-// NewMemStore returns an empty store that reads time from clk (nil: the
-// wall clock) to hide expired records.
-func NewMemStore(clk dht.Clock) *MemStore {
-	if clk == nil {
-		clk = dht.SystemClock{}
-	}
-	return &MemStore{clock: clk}
-}
+// NewMemStore returns an empty store.
+func NewMemStore() *MemStore { return &MemStore{} }
 
 // OnWrite registers fn to be called with the key of every record put or
 // deleted, after the write, outside the store's lock; nil removes it.
@@ -79,8 +66,6 @@ func (s *MemStore) wrote(key []byte) {
 	}
 }
 
-func (s *MemStore) now() int64 { return s.clock.Now().UnixNano() }
-
 // findLocked returns the index of the first entry with key >= k and
 // whether it is k.
 func (s *MemStore) findLocked(k string) (int, bool) {
@@ -88,8 +73,7 @@ func (s *MemStore) findLocked(k string) (int, bool) {
 	return i, i < len(s.entries) && s.entries[i].key == k
 }
 
-// Get returns the record under key, or dht.ErrNotFound when there is none
-// or it expired.
+// Get returns the record under key, or dht.ErrNotFound when there is none.
 func (s *MemStore) Get(ctx context.Context, key []byte) (dht.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return dht.Record{}, err
@@ -101,7 +85,7 @@ func (s *MemStore) Get(ctx context.Context, key []byte) (dht.Record, error) {
 		e = s.entries[i]
 	}
 	s.mu.RUnlock()
-	if !ok || e.expired(s.now()) {
+	if !ok {
 		return dht.Record{}, dht.ErrNotFound
 	}
 	return decode(e)
@@ -126,7 +110,7 @@ func encode(key []byte, rec dht.Record) (memEntry, error) {
 	if len(val) > dht.MaxRecordSize {
 		return memEntry{}, fmt.Errorf("%w: %d bytes", dht.ErrRecordTooLarge, len(val))
 	}
-	return memEntry{key: string(key), val: val, exp: rec.ExpiresAt}, nil
+	return memEntry{key: string(key), val: val}, nil
 }
 
 // Put stores rec under key, replacing what was there.
@@ -206,7 +190,7 @@ func (s *MemStore) deleteLocked(k string) {
 	s.entries = append(s.entries[:i], s.entries[i+1:]...)
 }
 
-// Scan calls fn for each live record with start <= key < end in key order
+// Scan calls fn for each record with start <= key < end in key order
 // (nil end: no upper bound). It copies a chunk of entries under the lock
 // and calls fn without it, so fn may write to the store; a write made
 // during the scan is seen if it lands in a chunk not yet copied. The key
@@ -224,11 +208,7 @@ func (s *MemStore) Scan(ctx context.Context, start, end []byte, fn func(key []by
 		if len(buf) == 0 {
 			return nil
 		}
-		now := s.now()
 		for _, e := range buf {
-			if e.expired(now) {
-				continue
-			}
 			rec, err := decode(e)
 			if err != nil {
 				return err
@@ -264,57 +244,33 @@ func (s *MemStore) chunk(dst []memEntry, from string, inclusive bool, end []byte
 	return dst
 }
 
-// Count returns the number of live records whose key starts with prefix.
+// Count returns the number of records whose key starts with prefix.
 func (s *MemStore) Count(ctx context.Context, prefix []byte) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	now := s.now()
 	p := string(prefix)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var n int64
 	i, _ := s.findLocked(p)
 	for ; i < len(s.entries) && strings.HasPrefix(s.entries[i].key, p); i++ {
-		if !s.entries[i].expired(now) {
-			n++
-		}
+		n++
 	}
 	return n, nil
 }
 
 // Size returns the bytes held: the sum of every stored key and encoded
-// record, expired ones included until DropExpired.
+// record.
 func (s *MemStore) Size() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.size
 }
 
-// Len returns the number of stored records, expired ones included.
+// Len returns the number of stored records.
 func (s *MemStore) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.entries)
-}
-
-// DropExpired removes every expired record, as a disk store's background
-// reclamation would, and returns how many it removed.
-func (s *MemStore) DropExpired() int {
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	kept := s.entries[:0]
-	dropped := 0
-	for _, e := range s.entries {
-		if e.expired(now) {
-			s.size -= int64(len(e.key) + len(e.val))
-			dropped++
-			continue
-		}
-		kept = append(kept, e)
-	}
-	clear(s.entries[len(kept):])
-	s.entries = kept
-	return dropped
 }

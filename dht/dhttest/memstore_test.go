@@ -8,17 +8,15 @@ import (
 	"sort"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ringkv/ringkv/dht"
 	"github.com/ringkv/ringkv/dht/dhttest"
 )
 
-func rec(value string, expiresAt int64) dht.Record {
+func rec(value string) dht.Record {
 	return dht.Record{
-		Versions:  []dht.Version{{Value: []byte(value), Dot: dht.Dot{Actor: 1, Counter: 1}}},
-		Context:   []dht.Dot{{Actor: 1, Counter: 1}},
-		ExpiresAt: expiresAt,
+		Versions: []dht.Version{{Value: []byte(value), Dot: dht.Dot{Actor: 1, Counter: 1}}},
+		Context:  []dht.Dot{{Actor: 1, Counter: 1}},
 	}
 }
 
@@ -45,8 +43,6 @@ func scanKeys(t *testing.T, s *dhttest.MemStore, start, end []byte) []string {
 
 func TestMemStoreOps(t *testing.T) {
 	ctx := context.Background()
-	clk := dhttest.NewClock()
-	later := clk.Now().Add(time.Hour).UnixNano()
 	tests := []struct {
 		name      string
 		ops       func(s *dhttest.MemStore) error
@@ -64,21 +60,21 @@ func TestMemStoreOps(t *testing.T) {
 		{
 			name: "put get",
 			ops: func(s *dhttest.MemStore) error {
-				return s.Put(ctx, []byte("k1"), rec("a", 0))
+				return s.Put(ctx, []byte("k1"), rec("a"))
 			},
 			get: "k1", wantValue: "a", wantScan: []string{"k1"}, wantCount: 1,
 		},
 		{
 			name: "replace",
 			ops: func(s *dhttest.MemStore) error {
-				return errors.Join(s.Put(ctx, []byte("k1"), rec("a", 0)), s.Put(ctx, []byte("k1"), rec("b", 0)))
+				return errors.Join(s.Put(ctx, []byte("k1"), rec("a")), s.Put(ctx, []byte("k1"), rec("b")))
 			},
 			get: "k1", wantValue: "b", wantScan: []string{"k1"}, wantCount: 1,
 		},
 		{
 			name: "delete and delete absent",
 			ops: func(s *dhttest.MemStore) error {
-				return errors.Join(s.Put(ctx, []byte("k1"), rec("a", 0)), s.Delete(ctx, []byte("k1")), s.Delete(ctx, []byte("zz")))
+				return errors.Join(s.Put(ctx, []byte("k1"), rec("a")), s.Delete(ctx, []byte("k1")), s.Delete(ctx, []byte("zz")))
 			},
 			get: "k1",
 		},
@@ -86,28 +82,18 @@ func TestMemStoreOps(t *testing.T) {
 			name: "ordered batch",
 			ops: func(s *dhttest.MemStore) error {
 				return s.PutBatch(ctx, []dht.Entry{
-					{Key: []byte("k3"), Record: rec("3", 0)},
-					{Key: []byte("a"), Record: rec("a", 0)},
-					{Key: []byte("k1"), Record: rec("1", 0)},
-					{Key: []byte("k2"), Record: rec("2", 0)},
+					{Key: []byte("k3"), Record: rec("3")},
+					{Key: []byte("a"), Record: rec("a")},
+					{Key: []byte("k1"), Record: rec("1")},
+					{Key: []byte("k2"), Record: rec("2")},
 				})
 			},
 			get: "k2", wantValue: "2", wantScan: []string{"a", "k1", "k2", "k3"}, wantCount: 3,
 		},
 		{
-			name: "expired hidden",
-			ops: func(s *dhttest.MemStore) error {
-				return errors.Join(
-					s.Put(ctx, []byte("k1"), rec("old", clk.Now().Add(-time.Second).UnixNano())),
-					s.Put(ctx, []byte("k2"), rec("live", later)),
-				)
-			},
-			get: "k1", wantScan: []string{"k2"}, wantCount: 1,
-		},
-		{
 			name: "batch refused whole",
 			ops: func(s *dhttest.MemStore) error {
-				err := s.PutBatch(ctx, []dht.Entry{{Key: []byte("k1"), Record: rec("a", 0)}, {Key: nil}})
+				err := s.PutBatch(ctx, []dht.Entry{{Key: []byte("k1"), Record: rec("a")}, {Key: nil}})
 				if err == nil {
 					return errors.New("batch with an empty key accepted")
 				}
@@ -118,7 +104,7 @@ func TestMemStoreOps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := dhttest.NewMemStore(clk)
+			s := dhttest.NewMemStore()
 			if err := tt.ops(s); err != nil {
 				t.Fatal(err)
 			}
@@ -141,12 +127,12 @@ func TestMemStoreOps(t *testing.T) {
 
 func TestMemStoreScanBounds(t *testing.T) {
 	ctx := context.Background()
-	s := dhttest.NewMemStore(nil)
+	s := dhttest.NewMemStore()
 	var all []string
 	for i := range 300 { // more than one Scan chunk
 		k := fmt.Sprintf("k%03d", i)
 		all = append(all, k)
-		if err := s.Put(ctx, []byte(k), rec(k, 0)); err != nil {
+		if err := s.Put(ctx, []byte(k), rec(k)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -190,9 +176,9 @@ func head(s []string) []string { return s[:min(len(s), 3)] }
 // it scans (no deadlock), and that the key buffer is not valid after fn.
 func TestMemStoreScanWritesDuringScan(t *testing.T) {
 	ctx := context.Background()
-	s := dhttest.NewMemStore(nil)
+	s := dhttest.NewMemStore()
 	for i := range 200 {
-		if err := s.Put(ctx, fmt.Appendf(nil, "k%03d", i), rec("v", 0)); err != nil {
+		if err := s.Put(ctx, fmt.Appendf(nil, "k%03d", i), rec("v")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -212,11 +198,10 @@ func TestMemStoreScanWritesDuringScan(t *testing.T) {
 	}
 }
 
-func TestMemStoreSizeAndExpiry(t *testing.T) {
+func TestMemStoreSize(t *testing.T) {
 	ctx := context.Background()
-	clk := dhttest.NewClock()
-	s := dhttest.NewMemStore(clk)
-	r := rec("value", clk.Now().Add(time.Minute).UnixNano())
+	s := dhttest.NewMemStore()
+	r := rec("value")
 	enc, err := dht.MarshalRecord(r)
 	if err != nil {
 		t.Fatal(err)
@@ -227,25 +212,15 @@ func TestMemStoreSizeAndExpiry(t *testing.T) {
 	if want := int64(len("key") + len(enc)); s.Size() != want {
 		t.Errorf("Size = %d, want key+encoded record = %d", s.Size(), want)
 	}
-	if _, err := s.Get(ctx, []byte("key")); err != nil {
-		t.Fatalf("get before expiry: %v", err)
-	}
-	clk.Advance(time.Minute)
-	if _, err := s.Get(ctx, []byte("key")); !errors.Is(err, dht.ErrNotFound) {
-		t.Fatalf("get after expiry: %v, want ErrNotFound", err)
-	}
-	if s.Size() == 0 {
-		t.Error("expired record dropped before DropExpired")
-	}
-	if n := s.DropExpired(); n != 1 || s.Size() != 0 || s.Len() != 0 {
-		t.Errorf("DropExpired = %d, then Size %d Len %d; want 1, 0, 0", n, s.Size(), s.Len())
+	if err := s.Delete(ctx, []byte("key")); err != nil || s.Size() != 0 || s.Len() != 0 {
+		t.Errorf("after delete: Size %d Len %d, %v; want 0, 0", s.Size(), s.Len(), err)
 	}
 }
 
 func TestMemStoreRecordsAreCopies(t *testing.T) {
 	ctx := context.Background()
-	s := dhttest.NewMemStore(nil)
-	r := rec("abc", 0)
+	s := dhttest.NewMemStore()
+	r := rec("abc")
 	if err := s.Put(ctx, []byte("k"), r); err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +238,7 @@ func TestMemStoreRecordsAreCopies(t *testing.T) {
 
 func TestMemStoreOnWrite(t *testing.T) {
 	ctx := context.Background()
-	s := dhttest.NewMemStore(nil)
+	s := dhttest.NewMemStore()
 	var mu sync.Mutex
 	var seen []string
 	s.OnWrite(func(k []byte) {
@@ -271,11 +246,11 @@ func TestMemStoreOnWrite(t *testing.T) {
 		seen = append(seen, string(k))
 		mu.Unlock()
 	})
-	_ = s.Put(ctx, []byte("a"), rec("1", 0))
-	_ = s.PutBatch(ctx, []dht.Entry{{Key: []byte("b"), Record: rec("2", 0)}, {Key: []byte("c"), Record: rec("3", 0)}})
+	_ = s.Put(ctx, []byte("a"), rec("1"))
+	_ = s.PutBatch(ctx, []dht.Entry{{Key: []byte("b"), Record: rec("2")}, {Key: []byte("c"), Record: rec("3")}})
 	_ = s.Delete(ctx, []byte("a"))
 	s.OnWrite(nil)
-	_ = s.Put(ctx, []byte("d"), rec("4", 0))
+	_ = s.Put(ctx, []byte("d"), rec("4"))
 	if fmt.Sprint(seen) != "[a b c a]" {
 		t.Errorf("OnWrite saw %q, want [a b c a]", seen)
 	}
@@ -283,13 +258,13 @@ func TestMemStoreOnWrite(t *testing.T) {
 
 func TestMemStoreConcurrent(t *testing.T) {
 	ctx := context.Background()
-	s := dhttest.NewMemStore(nil)
+	s := dhttest.NewMemStore()
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 100 {
 				k := fmt.Appendf(nil, "w%d-%03d", w, i)
-				if err := s.Put(ctx, k, rec("v", 0)); err != nil {
+				if err := s.Put(ctx, k, rec("v")); err != nil {
 					t.Error(err)
 					return
 				}
@@ -307,13 +282,7 @@ func TestMemStoreConcurrent(t *testing.T) {
 	}
 }
 
-// stepClock stands still until the test moves it, so the model and the
-// store agree on what has expired.
-type stepClock struct{ now time.Time }
-
-func (c *stepClock) Now() time.Time { return c.now }
-
-// FuzzMemStore runs a program of puts, deletes and expiries decoded from
+// FuzzMemStore runs a program of puts, batches and deletes decoded from
 // the input against MemStore and a map, and checks they agree on Get,
 // Scan order and Count.
 func FuzzMemStore(f *testing.F) {
@@ -323,24 +292,24 @@ func FuzzMemStore(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		ctx := context.Background()
-		clk := &stepClock{now: time.Unix(1_700_000_000, 0)}
-		s := dhttest.NewMemStore(clk)
+		s := dhttest.NewMemStore()
 		model := map[string]dht.Record{}
 		for len(prog) >= 2 {
-			op, arg := prog[0]%4, prog[1]
+			op, arg := prog[0]%3, prog[1]
 			prog = prog[2:]
 			key := fmt.Sprintf("k%02d", arg%32)
 			switch op {
-			case 0: // put, never expiring
-				r := rec(fmt.Sprint(arg), 0)
+			case 0: // put
+				r := rec(fmt.Sprint(arg))
 				model[key] = r
 				if err := s.Put(ctx, []byte(key), r); err != nil {
 					t.Fatal(err)
 				}
-			case 1: // put, expiring in arg seconds
-				r := rec(fmt.Sprint(arg), clk.Now().Add(time.Duration(arg%8)*time.Second).UnixNano()+1)
-				model[key] = r
-				if err := s.Put(ctx, []byte(key), r); err != nil {
+			case 1: // a batch of this key and the next
+				next := fmt.Sprintf("k%02d", (arg+1)%32)
+				r := rec(fmt.Sprint(arg))
+				model[key], model[next] = r, r
+				if err := s.PutBatch(ctx, []dht.Entry{{Key: []byte(key), Record: r}, {Key: []byte(next), Record: r}}); err != nil {
 					t.Fatal(err)
 				}
 			case 2:
@@ -348,16 +317,11 @@ func FuzzMemStore(f *testing.F) {
 				if err := s.Delete(ctx, []byte(key)); err != nil {
 					t.Fatal(err)
 				}
-			case 3:
-				clk.now = clk.now.Add(time.Duration(arg%4) * time.Second)
 			}
 		}
-		now := clk.Now()
 		var want []string
-		for k, r := range model {
-			if !r.Expired(now) {
-				want = append(want, k)
-			}
+		for k := range model {
+			want = append(want, k)
 		}
 		sort.Strings(want)
 		if got := scanKeys(t, s, nil, nil); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -370,7 +334,7 @@ func FuzzMemStore(f *testing.F) {
 			}
 		}
 		if n, _ := s.Count(ctx, []byte("k")); n != int64(len(want)) {
-			t.Fatalf("Count = %d, model has %d live keys", n, len(want))
+			t.Fatalf("Count = %d, model has %d keys", n, len(want))
 		}
 	})
 }

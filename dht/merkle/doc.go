@@ -6,7 +6,7 @@
 //
 // An item is one key a replica holds: its ring position, the key bytes and
 // the digest of its record (RecordDigest, equal for equal record states,
-// ExpiresAt included). A Tree covers the arc (Start, End] of the 64-bit ring,
+// expiries included). A Tree covers the arc (Start, End] of the 64-bit ring,
 // wrapping past 2^64-1; Start == End is the whole ring. The arc is cut into
 // 2^depth buckets of equal width (within one position), so two replicas that
 // build trees over the same arc with the same depth get trees of the same

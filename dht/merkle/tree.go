@@ -307,14 +307,13 @@ func (t *Tree) boundary(i int) uint64 {
 
 // RecordDigest is the digest of a record's state for Tree items: xxhash64
 // over a fixed encoding of version.Canonical(r), so records in the same state
-// (siblings, payloads, context, ExpiresAt) get the same digest however their
-// fields are ordered.
+// (siblings, payloads with their expiries, context) get the same digest
+// however their fields are ordered.
 func RecordDigest(r dht.Record) uint64 {
 	c := version.Canonical(r)
 	h := xxhash.New()
 	b := make([]byte, 0, 64)
 	b = binary.LittleEndian.AppendUint64(b, digestFormat)
-	b = binary.LittleEndian.AppendUint64(b, uint64(c.ExpiresAt))
 	b = binary.LittleEndian.AppendUint64(b, uint64(len(c.Versions)))
 	for _, v := range c.Versions {
 		var tomb uint64
@@ -325,6 +324,7 @@ func RecordDigest(r dht.Record) uint64 {
 		b = binary.LittleEndian.AppendUint64(b, v.Dot.Counter)
 		b = binary.LittleEndian.AppendUint64(b, tomb)
 		b = binary.LittleEndian.AppendUint64(b, uint64(v.Timestamp))
+		b = binary.LittleEndian.AppendUint64(b, uint64(v.ExpiresAt))
 		b = binary.LittleEndian.AppendUint64(b, uint64(len(v.Value)))
 		_, _ = h.Write(b)
 		_, _ = h.Write(v.Value)
@@ -341,4 +341,4 @@ func RecordDigest(r dht.Record) uint64 {
 
 // digestFormat starts every digest encoding; change it if the encoding
 // changes, since digests of old and new code must not be compared.
-const digestFormat = 1
+const digestFormat = 2

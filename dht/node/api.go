@@ -53,7 +53,8 @@ type ReadResult struct {
 	// Hinted is how many of those were fallbacks standing in for a down
 	// replica.
 	Hinted int
-	// ExpiresAt is the key's expiry (zero if none).
+	// ExpiresAt is when the last live sibling expires: zero if any of
+	// them never does. Each sibling's own expiry is in its ExpiresAt.
 	ExpiresAt time.Time
 }
 

@@ -75,12 +75,14 @@ func DefaultConfig() Config {
 
 // LocalConfig returns DefaultConfig with timings for clusters on one
 // machine: fast failure detection (membership.DefaultLocalConfig), fast
-// handoff, and anti-entropy every 10s.
+// handoff, anti-entropy every 10s, and deleted and expired keys collected
+// after a minute (hints dropped after half of that).
 func LocalConfig() Config {
 	c := DefaultConfig()
 	c.Membership = membership.DefaultLocalConfig()
 	c.Replica.HintInterval = 500 * time.Millisecond
 	c.Maintenance = antientropy.LocalConfig()
+	c.Replica.HintMaxAge = c.Maintenance.TombstoneGrace / 2
 	// Every round scans what the node holds: on one machine running several
 	// nodes, a round every few seconds would take the CPU the nodes serve
 	// with. Repair runs one on demand.
@@ -115,6 +117,11 @@ func (c Config) resolve() (Config, error) {
 	c.Routing.Logger = c.Logger.With("component", "routing")
 	c.Routing.Registerer = c.Registerer
 	c.Replica.Replicas, c.Replica.WriteQuorum, c.Replica.ReadQuorum, c.Replica.LWW = c.Replicas, c.WriteQuorum, c.ReadQuorum, c.LWW
+	c.Maintenance.LWW = c.LWW
+	if c.Replica.HintMaxAge >= c.Maintenance.TombstoneGrace {
+		return c, fmt.Errorf("%w: hint max age %v must be below the tombstone grace %v, or a late hint could bring back a purged key",
+			ErrConfig, c.Replica.HintMaxAge, c.Maintenance.TombstoneGrace)
+	}
 	c.Replica.Logger = c.Logger.With("component", "replica")
 	c.Replica.Registerer = c.Registerer
 	if err := c.Membership.Validate(); err != nil {

@@ -150,9 +150,9 @@ func checkJoinerHolds(ctx context.Context, c *dhttest.Cluster, j int, want map[s
 		}
 		owned++
 		rec, found, err := storeRecord(ctx, c, j, []byte(key))
-		if err != nil || !found || fmt.Sprint(liveValues(rec.Versions)) != fmt.Sprint(vals) {
+		if err != nil || !found || fmt.Sprint(storedValues(c, rec)) != fmt.Sprint(vals) {
 			return fmt.Errorf("the joiner, a replica of %q, holds %q (found %v, %v) once Normal, want %q",
-				key, liveValues(rec.Versions), found, err, vals)
+				key, storedValues(c, rec), found, err, vals)
 		}
 	}
 	if owned == 0 {

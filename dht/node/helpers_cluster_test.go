@@ -184,12 +184,22 @@ func storeRecord(ctx context.Context, c *dhttest.Cluster, i int, key []byte) (dh
 	return r, err == nil, err
 }
 
-// liveValues returns the values of rec's live (non-tombstone) versions,
-// sorted.
+// liveValues returns the values of the versions that are not tombstones,
+// sorted: the values of a read's siblings.
 func liveValues(vs []dht.Version) []string {
+	return liveAt(vs, math.MinInt64)
+}
+
+// storedValues returns the values of a stored record's versions that are
+// live on the cluster's clock (neither tombstones nor expired), sorted.
+func storedValues(c *dhttest.Cluster, rec dht.Record) []string {
+	return liveAt(rec.Versions, c.Clock().Now().UnixNano())
+}
+
+func liveAt(vs []dht.Version, now int64) []string {
 	var out []string
 	for _, v := range vs {
-		if !v.Tombstone {
+		if v.LiveAt(now) {
 			out = append(out, string(v.Value))
 		}
 	}

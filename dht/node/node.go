@@ -287,14 +287,19 @@ func (n *Node) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, 
 	if err != nil {
 		return ReadResult{}, err
 	}
-	live := version.Live(res.Record)
-	if len(live) == 0 || res.Record.Expired(n.clock.Now()) {
+	live := version.Live(res.Record, n.clock.Now().UnixNano())
+	if len(live) == 0 {
 		return ReadResult{Answered: res.Answered, Hinted: res.Hinted}, dht.ErrNotFound
 	}
 	out := ReadResult{Siblings: live, Context: version.EncodeContext(res.Record.Context), Answered: res.Answered, Hinted: res.Hinted}
-	if res.Record.ExpiresAt != 0 {
-		out.ExpiresAt = time.Unix(0, res.Record.ExpiresAt)
+	var last int64
+	for _, v := range live {
+		if v.ExpiresAt == 0 {
+			return out, nil // some sibling never expires: neither does the key
+		}
+		last = max(last, v.ExpiresAt)
 	}
+	out.ExpiresAt = time.Unix(0, last)
 	return out, nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/ringkv/ringkv/dht"
 	"github.com/ringkv/ringkv/dht/dhttest"
 	"github.com/ringkv/ringkv/dht/node"
+	"github.com/ringkv/ringkv/dht/replica"
+	"github.com/ringkv/ringkv/dht/ring"
 )
 
 // Cluster tests of replication and consistency: N=3, W=2, R=2 unless a
@@ -118,9 +120,9 @@ func checkStores(ctx context.Context, c *dhttest.Cluster, want map[string][]stri
 			if err != nil {
 				return err
 			}
-			got := liveValues(rec.Versions)
+			got := storedValues(c, rec)
 			if len(wantVals) == 0 && len(got) == 0 {
-				continue // deleted: a tombstone, or collected
+				continue // deleted: a tombstone or an expired value, or collected
 			}
 			if !found || !slices.Equal(got, wantVals) {
 				return fmt.Errorf("replica slot %d holds %q (found %v) for %q, want %q", i, got, found, key, wantVals)
@@ -261,10 +263,14 @@ func putAll(t *testing.T, c *dhttest.Cluster, key []byte, vals []string, o node.
 }
 
 // TestClusterLWW: in last-writer-wins mode, concurrent blind puts of one
-// key leave one value, the one with the latest timestamp. The three
+// key read as one value, the one with the latest timestamp. The three
 // writers are the key's natural replicas, so each coordinates its own
 // write with its own clock; their clocks are skewed by a minute each, so
-// the latest timestamp is known: the most advanced clock's.
+// the latest timestamp is known: the most advanced clock's. The replicas
+// keep the concurrent writes (merges never drop a sibling, so that they
+// converge whatever the order), and the next write, stamped after every
+// version its coordinator holds, leaves one version on every replica, even
+// through the replica whose clock is the furthest behind.
 func TestClusterLWW(t *testing.T) {
 	const n = 4
 	c := dhttest.New(t, dhttest.Options{N: n, Seed: 8, Config: func(_ int, cfg *node.Config) { cfg.LWW = true }})
@@ -300,22 +306,36 @@ func TestClusterLWW(t *testing.T) {
 		t.Fatalf("LWW read: %v", err)
 	}
 	waitConverged(t, c, repairBound())
+	if err := checkReads(ctx, c, c.Live(), 3, want); err != nil {
+		t.Fatalf("LWW read after repair: %v", err)
+	}
+
+	behind := writers[0] // its clock is two minutes behind the latest write's
+	if _, err := c.Node(behind).Put(ctx, key, []byte("final"), node.WriteOptions{W: 3}); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, c, repairBound())
+	want = map[string][]string{string(key): {"final"}}
+	if err := checkReads(ctx, c, c.Live(), 3, want); err != nil {
+		t.Fatalf("LWW read after a write from the clock behind: %v", err)
+	}
 	if err := checkStores(ctx, c, want); err != nil {
 		t.Fatalf("LWW replicas: %v", err)
 	}
 	for _, i := range writers {
 		rec, _, err := storeRecord(ctx, c, i, key)
 		if err != nil || len(rec.Versions) != 1 {
-			t.Errorf("replica slot %d keeps %d versions (%v), want 1 in LWW mode", i, len(rec.Versions), err)
+			t.Errorf("replica slot %d keeps %d versions (%v) after the next write, want 1", i, len(rec.Versions), err)
 		}
 	}
 }
 
 // TestClusterTTL: a key put with a TTL is on its three replicas until it
-// expires, and then gone on each of them (read straight from their
-// stores) and through every node; a key without TTL stays. Expiry is
-// driven by advancing the cluster's clock, and once more by the wall
-// clock with a short TTL.
+// expires; then it reads as not found through every node, every replica
+// keeps it as a dead record (context and all, as a tombstone), and once
+// the tombstone grace has passed collection removes it from every store.
+// A key without TTL stays. Expiry is driven by advancing the cluster's
+// clock, and once more by the wall clock with a short TTL.
 func TestClusterTTL(t *testing.T) {
 	t.Run("advanced clock", func(t *testing.T) {
 		const ttl = 10 * time.Minute
@@ -347,6 +367,10 @@ func TestClusterTTL(t *testing.T) {
 		if err := checkReads(ctx, c, c.Live(), 2, map[string][]string{string(keep): {"v"}}); err != nil {
 			t.Fatalf("key without TTL after the advance: %v", err)
 		}
+		waitCollected(t, c, key)
+		if err := checkReads(ctx, c, c.Live(), 2, map[string][]string{string(key): nil, string(keep): {"v"}}); err != nil {
+			t.Fatalf("after collection: %v", err)
+		}
 	})
 	t.Run("wall clock", func(t *testing.T) {
 		const ttl = time.Second
@@ -362,12 +386,100 @@ func TestClusterTTL(t *testing.T) {
 	})
 }
 
-// checkExpired returns nil when no store holds a live record of key and
+// TestClusterTTLOverwriteMissedReplica: a put with a TTL overwrites a
+// value, and one replica misses the overwrite (its store is set back to
+// the old record while it is down, as if the write had never reached
+// it). The TTL runs out before it returns with the old value. The expired
+// write's context still covers the old value on the two others, so reads
+// through every node find nothing, and repair hands the third the dead
+// record instead of spreading the old value; collection then removes the
+// key everywhere. Background anti-entropy is off, so that the returning
+// replica still holds the old value when the reads begin.
+func TestClusterTTLOverwriteMissedReplica(t *testing.T) {
+	const ttl = 10 * time.Minute
+	c := dhttest.New(t, dhttest.Options{N: 3, Seed: 13, Config: func(_ int, cfg *node.Config) { cfg.Maintenance.Interval = 0 }})
+	ctx := opCtx(t)
+	key := []byte("overwritten")
+	read := putEverywhere(t, c, key, "old")
+	old, _, err := storeRecord(ctx, c, 2, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node(0).Put(ctx, key, []byte("new"), node.WriteOptions{W: 3, TTL: ttl, Context: read.Context}); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill(2)
+	if err := c.Store(2).Put(ctx, replica.DataKey(ring.KeyPos(key), key), old); err != nil {
+		t.Fatal(err)
+	}
+	c.Clock().Advance(ttl + time.Second)
+	c.Restart(2)
+	c.WaitNormal(healBound(memberCfg(), 3))
+	if got, found, err := storeRecord(ctx, c, 2, key); err != nil || !found || !slices.Equal(storedValues(c, got), []string{"old"}) {
+		t.Fatalf("the returning replica holds %q (found %v, %v), want the old value", storedValues(c, got), found, err)
+	}
+	for _, r := range []int{2, 3} {
+		if err := checkReads(ctx, c, c.Live(), r, map[string][]string{string(key): nil}); err != nil {
+			t.Fatalf("reads once the stale replica is back: %v", err)
+		}
+	}
+	waitConverged(t, c, repairBound())
+	for i := range c.N() {
+		got, found, err := storeRecord(ctx, c, i, key)
+		if err != nil || !found || len(storedValues(c, got)) != 0 {
+			t.Fatalf("slot %d holds %q (found %v, %v) after repair, want the dead record", i, storedValues(c, got), found, err)
+		}
+	}
+	waitCollected(t, c, key)
+}
+
+// TestClusterTombstoneAndTTLSibling: a delete concurrent with a TTL write
+// (the delete's context predates the write) leaves both as siblings; the
+// TTL value reads until it expires, then the key reads as deleted, and
+// collection removes the record from every replica after the grace.
+func TestClusterTombstoneAndTTLSibling(t *testing.T) {
+	const ttl = 10 * time.Minute
+	c := dhttest.New(t, dhttest.Options{N: 4, Seed: 14})
+	ctx := opCtx(t)
+	key := []byte("deleted-and-expiring")
+	read := putEverywhere(t, c, key, "a")
+	if _, err := c.Node(1).Put(ctx, key, []byte("b"), node.WriteOptions{W: 3, TTL: ttl, Context: read.Context}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Node(2).Delete(ctx, key, node.WriteOptions{W: 3, Context: read.Context}); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkReads(ctx, c, c.Live(), 2, map[string][]string{string(key): {"b"}}); err != nil {
+		t.Fatalf("before expiry: %v", err)
+	}
+	c.Clock().Advance(ttl + time.Second)
+	if err := checkExpired(ctx, c, key); err != nil {
+		t.Fatal(err)
+	}
+	waitCollected(t, c, key)
+}
+
+// putEverywhere puts value on all three replicas of key through slot 0
+// and returns a read of it.
+func putEverywhere(t *testing.T, c *dhttest.Cluster, key []byte, value string) node.ReadResult {
+	t.Helper()
+	ctx := opCtx(t)
+	if _, err := c.Node(0).Put(ctx, key, []byte(value), node.WriteOptions{W: 3}); err != nil {
+		t.Fatal(err)
+	}
+	read, err := c.Node(0).Get(ctx, key, node.ReadOptions{R: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return read
+}
+
+// checkExpired returns nil when no store holds a live version of key and
 // every up node reads it as not found with R=2 and R=3.
 func checkExpired(ctx context.Context, c *dhttest.Cluster, key []byte) error {
-	for i := range c.N() {
-		if rec, found, err := storeRecord(ctx, c, i, key); err != nil || found {
-			return fmt.Errorf("slot %d's store still returns %q (expires %d): %v", i, liveValues(rec.Versions), rec.ExpiresAt, err)
+	for _, i := range c.Live() {
+		if rec, _, err := storeRecord(ctx, c, i, key); err != nil || len(storedValues(c, rec)) > 0 {
+			return fmt.Errorf("slot %d's store still holds %q live: %v", i, storedValues(c, rec), err)
 		}
 	}
 	for _, r := range []int{2, 3} {
@@ -376,4 +488,23 @@ func checkExpired(ctx context.Context, c *dhttest.Cluster, key []byte) error {
 		}
 	}
 	return nil
+}
+
+// waitCollected advances the cluster's clock past the tombstone grace and
+// waits until repair rounds have removed key from every store.
+func waitCollected(t *testing.T, c *dhttest.Cluster, key []byte) {
+	t.Helper()
+	ctx := opCtx(t)
+	c.Clock().Advance(dhttest.NodeConfig().Maintenance.TombstoneGrace + time.Second)
+	dhttest.WaitFor(t, repairBound(), "the expired record to be collected from every replica", func() error {
+		if err := repairAll(ctx, c); err != nil {
+			return err
+		}
+		for _, i := range c.Live() {
+			if _, found, err := storeRecord(ctx, c, i, key); err != nil || found {
+				return fmt.Errorf("slot %d still holds a record of %q (%v)", i, key, err)
+			}
+		}
+		return nil
+	})
 }

@@ -87,7 +87,10 @@ type Version struct {
 	// Coordinator wall clock at write, unix nanoseconds (LWW order and display).
 	Timestamp int64 `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// Random ID of the client write, so a retried write stays one version.
-	WriteId       uint64 `protobuf:"fixed64,5,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
+	WriteId uint64 `protobuf:"fixed64,5,opt,name=write_id,json=writeId,proto3" json:"write_id,omitempty"`
+	// Unix nanoseconds after which this version is dead, as a tombstone is;
+	// 0 means never. Set by the coordinator from the write's TTL.
+	ExpiresAt     int64 `protobuf:"varint,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,13 +160,22 @@ func (x *Version) GetWriteId() uint64 {
 	return 0
 }
 
+func (x *Version) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
 // Record is the state of one key on one replica.
 type Record struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Versions []*Version             `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
 	// Causal context: the version vector of every write this record has seen.
 	Context []*Dot `protobuf:"bytes,2,rep,name=context,proto3" json:"context,omitempty"`
-	// Unix nanoseconds after which the key is gone; 0 means never.
+	// Record-wide expiry in unix nanoseconds, written by releases that kept
+	// one expiry per record. Read only: decoding gives it to every value
+	// version that has no expiry of its own; encoding never sets it.
 	ExpiresAt     int64 `protobuf:"varint,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -227,13 +239,15 @@ const file_record_proto_rawDesc = "" +
 	"\frecord.proto\x12\tringkv.v1\"5\n" +
 	"\x03Dot\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\x06R\x05actor\x12\x18\n" +
-	"\acounter\x18\x02 \x01(\x04R\acounter\"\x98\x01\n" +
+	"\acounter\x18\x02 \x01(\x04R\acounter\"\xb7\x01\n" +
 	"\aVersion\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x1c\n" +
 	"\ttombstone\x18\x02 \x01(\bR\ttombstone\x12 \n" +
 	"\x03dot\x18\x03 \x01(\v2\x0e.ringkv.v1.DotR\x03dot\x12\x1c\n" +
 	"\ttimestamp\x18\x04 \x01(\x03R\ttimestamp\x12\x19\n" +
-	"\bwrite_id\x18\x05 \x01(\x06R\awriteId\"\x81\x01\n" +
+	"\bwrite_id\x18\x05 \x01(\x06R\awriteId\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\x03R\texpiresAt\"\x81\x01\n" +
 	"\x06Record\x12.\n" +
 	"\bversions\x18\x01 \x03(\v2\x12.ringkv.v1.VersionR\bversions\x12(\n" +
 	"\acontext\x18\x02 \x03(\v2\x0e.ringkv.v1.DotR\acontext\x12\x1d\n" +

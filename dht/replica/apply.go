@@ -65,9 +65,6 @@ func (e *Engine) merged(ctx context.Context, sk []byte, incoming dht.Record) (dh
 		return dht.Record{}, false, err
 	}
 	merged := version.Merge(cur, incoming)
-	if e.cfg.LWW {
-		merged = version.ResolveLWW(merged)
-	}
 	return merged, !existed || !version.Identical(merged, cur), nil
 }
 
@@ -169,11 +166,7 @@ func (e *Engine) mergeAll(ctx context.Context, ws []incomingWrite) []error {
 	for i, w := range ws {
 		entryOf[i] = -1
 		if j, ok := at[string(w.sk)]; ok {
-			rec := version.Merge(entries[j].Record, w.rec)
-			if e.cfg.LWW {
-				rec = version.ResolveLWW(rec)
-			}
-			entries[j].Record, entryOf[i] = rec, j
+			entries[j].Record, entryOf[i] = version.Merge(entries[j].Record, w.rec), j
 			continue
 		}
 		rec, changed, err := e.merged(ctx, w.sk, w.rec)

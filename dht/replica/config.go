@@ -47,6 +47,15 @@ type Config struct {
 	HintInterval time.Duration
 	// HintBatch bounds the hints delivered per target and round. Default 512.
 	HintBatch int
+	// HintMaxAge is how long a hint may hold a live version before it is
+	// dropped instead of delivered, measured from that version's write.
+	// Default 30m. It must stay below the tombstone grace (the node checks
+	// it), with room for clock skew: a hint delivered after every replica
+	// purged the tombstone that deleted its value would bring the value
+	// back. A longer age keeps writes for replicas that are down longer;
+	// once dropped, the other replicas' copies reach the replica through
+	// anti-entropy.
+	HintMaxAge time.Duration
 	// MaxKeySize and MaxValueSize bound keys and values accepted from
 	// peers, in bytes. Defaults MaxKeyLimit (32 KiB) and 16 MiB, at or
 	// above any client limit.
@@ -71,6 +80,7 @@ func DefaultConfig() Config {
 		ReadRepairChance: 0.1,
 		HintInterval:     2 * time.Second,
 		HintBatch:        512,
+		HintMaxAge:       30 * time.Minute,
 		MaxKeySize:       MaxKeyLimit,
 		MaxValueSize:     16 << 20,
 	}
@@ -100,7 +110,7 @@ func (c Config) Validate() error {
 		return bad("max siblings must be positive")
 	case c.ReadRepairChance < 0 || c.ReadRepairChance > 1:
 		return bad("read repair chance %v out of [0, 1]", c.ReadRepairChance)
-	case c.RequestTimeout <= 0 || c.RepairWait < 0 || c.HintInterval <= 0 || c.SpeculativeRead <= 0:
+	case c.RequestTimeout <= 0 || c.RepairWait < 0 || c.HintInterval <= 0 || c.SpeculativeRead <= 0 || c.HintMaxAge <= 0:
 		return bad("timeouts and intervals must be positive")
 	case c.HintBatch < 1:
 		return bad("hint batch must be positive")

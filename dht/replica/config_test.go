@@ -47,7 +47,7 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
 			}
 			id := ringtest.PeerID(testSeed, 0)
-			e, err := replica.New(cfg, id, memnet.New(memnet.DefaultOptions()).Endpoint(id), dhttest.NewMemStore(nil), &fakeView{self: id}, nil)
+			e, err := replica.New(cfg, id, memnet.New(memnet.DefaultOptions()).Endpoint(id), dhttest.NewMemStore(), &fakeView{self: id}, nil)
 			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, replica.ErrConfig)) {
 				t.Fatalf("New() = %v, want ok=%v", err, tt.ok)
 			}
@@ -96,7 +96,7 @@ func TestSharedRegistry(t *testing.T) {
 		cfg := replica.DefaultConfig()
 		cfg.Registerer = reg
 		id := ringtest.PeerID(testSeed, i)
-		if _, err := replica.New(cfg, id, net.Endpoint(id), dhttest.NewMemStore(nil), &fakeView{self: id}, nil); err != nil {
+		if _, err := replica.New(cfg, id, net.Endpoint(id), dhttest.NewMemStore(), &fakeView{self: id}, nil); err != nil {
 			t.Fatalf("engine %d: %v", i, err)
 		}
 	}

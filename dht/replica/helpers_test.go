@@ -39,7 +39,10 @@ type fakeClock struct {
 	now time.Time // guarded by mu
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+// clockStart is where every fake clock starts.
+var clockStart = time.Unix(1_700_000_000, 0)
+
+func newFakeClock() *fakeClock { return &fakeClock{now: clockStart} }
 
 func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
@@ -169,7 +172,7 @@ func newCluster(t testing.TB, size int, cfg replica.Config) *cluster {
 	}
 	c.ring = ring.New(ringtest.Nodes(testSeed, size, 0), 0)
 	for _, id := range c.ids {
-		c.start(id, dhttest.NewMemStore(c.clock))
+		c.start(id, dhttest.NewMemStore())
 	}
 	return c
 }
@@ -221,7 +224,7 @@ func (c *cluster) restart(id peer.ID) *tnode {
 func (c *cluster) addJoiner() peer.ID {
 	c.t.Helper()
 	id := ringtest.PeerID(testSeed, len(c.ids))
-	n := c.start(id, dhttest.NewMemStore(c.clock))
+	n := c.start(id, dhttest.NewMemStore())
 	future := c.ring.With(ring.Node{ID: id, Capacity: 1})
 	n.view.setRings(c.ring, future)
 	for _, other := range c.nodes {
@@ -337,8 +340,9 @@ func (c *cluster) gate(id peer.ID) (release func()) {
 	return release
 }
 
-// mkRecord is base overwritten by a write of value coordinated by a at
-// unix-nanosecond time ts, with base's context (so it descends base).
+// mkRecord is base overwritten by a write of value coordinated by a, ts
+// nanoseconds after the fake clock's start, with base's context (so it
+// descends base).
 func mkRecord(base dht.Record, a peer.ID, value string, ts int64) dht.Record {
 	return writeVersion(base, a, dht.Version{Value: []byte(value), Timestamp: ts})
 }
@@ -348,8 +352,11 @@ func mkTombstone(base dht.Record, a peer.ID, ts int64) dht.Record {
 	return writeVersion(base, a, dht.Version{Tombstone: true, Timestamp: ts})
 }
 
+// writeVersion writes v over base as actor a, its Timestamp counted from
+// the fake clock's start.
 func writeVersion(base dht.Record, a peer.ID, v dht.Version) dht.Record {
-	return version.Update(base, base.Context, v, dht.ActorOf(a))
+	v.Timestamp += clockStart.UnixNano()
+	return version.Update(base, base.Context, v, dht.ActorOf(a), v.Timestamp)
 }
 
 // values returns the sibling values of rec, tombstones as "<tomb>", sorted.

@@ -16,6 +16,16 @@ import (
 // include hints, so a fallback answers for what it holds. Every
 // HintInterval the engine sends each live target its hints and deletes
 // those that arrived unchanged.
+//
+// A hint is dropped undelivered once its oldest live version is older
+// than HintMaxAge, as Cassandra expires hints with gc_grace_seconds.
+// Tombstone collection checks the natural replicas, not the fallbacks:
+// a hint delivered after every replica purged the tombstone that deleted
+// its value would bring the value back as a new key. The purge comes at
+// least a grace period after the delete, and the delete after the value's
+// write, so a hint whose live versions are all younger than HintMaxAge
+// (below the grace) never arrives after it. Tombstones and expired values
+// in a hint are harmless late and do not age it.
 
 // The hint index maps each key that has hints (by its hint-key prefix)
 // to the targets it has hints for. Adding and removing are idempotent, so
@@ -101,27 +111,43 @@ type hint struct {
 }
 
 // HandOff runs one round of hinted handoff: every live target gets up to
-// HintBatch of its hints. It returns how many were delivered.
+// HintBatch of its hints, and up to HintBatch hints past HintMaxAge are
+// dropped, whether their target is up or not. It returns how many were
+// delivered.
 func (e *Engine) HandOff(ctx context.Context) int {
 	byTarget := map[peer.ID][]hint{}
+	var aged []hint
 	seen := map[string]bool{}
 	err := e.st.Scan(ctx, HintPrefix(), prefixEnd(HintPrefix()), func(sk []byte, rec dht.Record) error {
 		pos, key, target, ok := parseHintKey(sk)
-		if ok {
-			seen[string(sk)] = true
-		}
-		if !ok || len(byTarget[target]) >= e.cfg.HintBatch || !e.view.Alive(target) {
+		if !ok {
 			return nil
 		}
-		byTarget[target] = append(byTarget[target], hint{
-			sk: append([]byte(nil), sk...), pos: pos, key: append([]byte(nil), key...), target: target, rec: rec,
-		})
+		seen[string(sk)] = true
+		h := func() hint {
+			return hint{sk: append([]byte(nil), sk...), pos: pos, key: append([]byte(nil), key...), target: target, rec: rec}
+		}
+		switch {
+		case e.agedOut(rec):
+			if len(aged) < e.cfg.HintBatch {
+				aged = append(aged, h())
+			}
+		case len(byTarget[target]) < e.cfg.HintBatch && e.view.Alive(target):
+			byTarget[target] = append(byTarget[target], h())
+		}
 		return nil
 	})
 	if err != nil {
 		e.log.Debug("hint scan failed", "err", err)
 	} else {
 		e.forgetVanished(ctx, seen)
+	}
+	for _, h := range aged {
+		if e.dropHint(ctx, h) {
+			e.m.hintsAged.Inc()
+			e.log.Info("hint past the hint max age dropped undelivered; anti-entropy repairs its replica",
+				"peer", h.target, "key", string(h.key), "max_age", e.cfg.HintMaxAge)
+		}
 	}
 	delivered := 0
 	for to, hs := range byTarget {
@@ -145,6 +171,19 @@ func (e *Engine) HandOff(ctx context.Context) int {
 	return delivered
 }
 
+// agedOut reports whether a hint holds a live version written more than
+// HintMaxAge ago.
+func (e *Engine) agedOut(rec dht.Record) bool {
+	now := e.clock.Now()
+	cutoff := now.Add(-e.cfg.HintMaxAge).UnixNano()
+	for _, v := range rec.Versions {
+		if v.LiveAt(now.UnixNano()) && v.Timestamp < cutoff {
+			return true
+		}
+	}
+	return false
+}
+
 // dropHint deletes a delivered hint unless it changed since it was read
 // (a newer write merged into it); the changed hint is sent next round.
 func (e *Engine) dropHint(ctx context.Context, h hint) bool {
@@ -163,7 +202,8 @@ func (e *Engine) dropHint(ctx context.Context, h hint) bool {
 }
 
 // forgetVanished drops index entries whose hint the scan did not see and
-// the store no longer holds: hints that expired with their record's TTL.
+// the store no longer holds: hints whose write failed after they were
+// indexed.
 func (e *Engine) forgetVanished(ctx context.Context, seen map[string]bool) {
 	type entry struct {
 		pos    uint64

@@ -319,3 +319,59 @@ func hintSetup(t *testing.T, name string) (c *cluster, fbID peer.ID, key []byte,
 	}
 	return c, fbID, key, r, owner
 }
+
+// TestHintAgedOut: a hint whose oldest live version is older than
+// HintMaxAge is dropped undelivered, whether its replica is up or not, so
+// it can never arrive after tombstone collection purged the key it would
+// bring back. Hints holding only tombstones or expired values still go.
+func TestHintAgedOut(t *testing.T) {
+	maxAge := testConfig().HintMaxAge
+	expired := func(r roles) dht.Record {
+		return writeVersion(dht.Record{}, r.nat[2], dht.Version{Value: []byte("v"), ExpiresAt: clockStart.Add(time.Minute).UnixNano()})
+	}
+	tests := []struct {
+		name          string
+		hint          func(r roles) dht.Record
+		advance       time.Duration
+		ownerDown     bool
+		wantDelivered int
+		wantAged      float64
+	}{
+		{name: "young value delivered", hint: func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[2], "v", 0) },
+			advance: maxAge - time.Second, wantDelivered: 1},
+		{name: "old value dropped", hint: func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[2], "v", 0) },
+			advance: maxAge + time.Second, wantAged: 1},
+		{name: "old value dropped while its replica is down", hint: func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[2], "v", 0) },
+			advance: maxAge + time.Second, ownerDown: true, wantAged: 1},
+		{name: "old tombstone delivered", hint: func(r roles) dht.Record { return mkTombstone(dht.Record{}, r.nat[2], 0) },
+			advance: maxAge + time.Second, wantDelivered: 1},
+		{name: "old expired value delivered", hint: expired, advance: maxAge + time.Second, wantDelivered: 1},
+		{name: "a young write merged into an old hint does not save it", hint: func(r roles) dht.Record {
+			old := mkRecord(dht.Record{}, r.nat[2], "old", 0)
+			return version.Merge(old, mkRecord(dht.Record{}, r.nat[1], "young", int64(maxAge)))
+		}, advance: maxAge + time.Second, wantAged: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, fbID, key, r, owner := hintSetup(t, "aged")
+			fb := c.node(fbID)
+			if _, err := replica.ApplyHint(context.Background(), fb.e, key, tt.hint(r), owner); err != nil {
+				t.Fatal(err)
+			}
+			c.clock.Advance(tt.advance)
+			c.setDead(tt.ownerDown, owner)
+			if got := fb.e.HandOff(context.Background()); got != tt.wantDelivered {
+				t.Fatalf("HandOff delivered %d, want %d", got, tt.wantDelivered)
+			}
+			if got := counter(t, fb.reg, "ringkv_replica_hints_aged_out_total"); got != tt.wantAged {
+				t.Fatalf("aged-out metric %v, want %v", got, tt.wantAged)
+			}
+			if _, held := c.hint(fbID, key, owner); held || fb.e.Hints() != 0 {
+				t.Fatalf("hint still held (%v, Hints() = %d) after the round", held, fb.e.Hints())
+			}
+			if _, ok := c.data(owner, key); ok != (tt.wantDelivered == 1) {
+				t.Fatalf("owner holds the key: %v, want %v", ok, tt.wantDelivered == 1)
+			}
+		})
+	}
+}

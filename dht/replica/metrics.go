@@ -11,6 +11,7 @@ type metrics struct {
 	reads       *prometheus.CounterVec // reads by outcome
 	hinted      prometheus.Counter     // replica writes that went to a fallback
 	handedOff   prometheus.Counter     // hints delivered
+	hintsAged   prometheus.Counter     // hints dropped as older than HintMaxAge
 	readRepairs prometheus.Counter     // stale replicas repaired by reads
 	refused     *prometheus.CounterVec // bad peer requests by reason
 }
@@ -29,6 +30,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		handedOff: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringkv_replica_hints_delivered_total", Help: "Hints handed off to their replica.",
 		}),
+		hintsAged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ringkv_replica_hints_aged_out_total", Help: "Hints dropped undelivered because their oldest live version passed the hint max age.",
+		}),
 		readRepairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringkv_replica_read_repairs_total", Help: "Stale replicas repaired after a read.",
 		}),
@@ -37,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.writes, m.reads, m.hinted, m.handedOff, m.readRepairs, m.refused} {
+		for _, c := range []prometheus.Collector{m.writes, m.reads, m.hinted, m.handedOff, m.hintsAged, m.readRepairs, m.refused} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -267,12 +268,16 @@ func (e *Engine) repair(ctx context.Context, key []byte, merged dht.Record, stal
 	}
 }
 
-// Purge deletes this node's record of key if it is still the tombstone
-// with the given digest. Tombstone collection calls it on every replica
-// once all of them hold the tombstone.
+// Purge deletes this node's record of key if it is still the deleted
+// record with the given digest. Tombstone collection calls it on every
+// replica once all of them hold that record. The collector decided, on
+// its clock, that every version died a grace period ago; this node checks
+// that the record is the one the collector saw and that every version is
+// mortal (a tombstone or a value with an expiry), not its own clock, which
+// may lag.
 func (e *Engine) Purge(ctx context.Context, key []byte, digest uint64) (bool, error) {
 	return e.deleteIf(ctx, key, func(rec dht.Record) bool {
-		return rec.Deleted() && merkle.RecordDigest(rec) == digest
+		return version.DiedBy(rec, math.MaxInt64, e.cfg.LWW) && merkle.RecordDigest(rec) == digest
 	})
 }
 

@@ -245,8 +245,8 @@ func TestReadLWW(t *testing.T) {
 func TestReadDedupesRetriedWrite(t *testing.T) {
 	c := newCluster(t, 3, testConfig())
 	r := c.roles("dup-key")
-	x := version.Update(dht.Record{}, nil, dht.Version{Value: []byte("once"), WriteID: 7, Timestamp: 1}, dht.ActorOf(r.nat[0]))
-	y := version.Update(dht.Record{}, nil, dht.Version{Value: []byte("once"), WriteID: 7, Timestamp: 2}, dht.ActorOf(r.nat[1]))
+	x := version.Update(dht.Record{}, nil, dht.Version{Value: []byte("once"), WriteID: 7, Timestamp: 1}, dht.ActorOf(r.nat[0]), 1)
+	y := version.Update(dht.Record{}, nil, dht.Version{Value: []byte("once"), WriteID: 7, Timestamp: 2}, dht.ActorOf(r.nat[1]), 2)
 	c.plant(t, r, []seed{
 		{at: func(r roles) peer.ID { return r.nat[0] }, rec: func(roles) dht.Record { return x }},
 		{at: func(r roles) peer.ID { return r.nat[1] }, rec: func(roles) dht.Record { return y }},

@@ -249,15 +249,15 @@ func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, made func
 		return dht.Record{}, err
 	}
 	now := e.clock.Now()
-	rec := version.Update(local, w.Context, dht.Version{
-		Value: w.Value, Tombstone: w.Tombstone, Timestamp: now.UnixNano(), WriteID: w.WriteID,
-	}, actor)
-	if w.TTL > 0 {
-		rec.ExpiresAt = now.Add(w.TTL).UnixNano()
+	v := dht.Version{Value: w.Value, Tombstone: w.Tombstone, Timestamp: now.UnixNano(), WriteID: w.WriteID}
+	if w.TTL > 0 && !w.Tombstone {
+		v.ExpiresAt = now.Add(w.TTL).UnixNano()
 	}
+	update := version.Update
 	if e.cfg.LWW {
-		rec = version.ResolveLWW(rec)
+		update = version.UpdateLWW
 	}
+	rec := update(local, w.Context, v, actor, now.UnixNano())
 	rec = version.Prune(rec, version.MaxActors, actor)
 	if len(rec.Versions) > e.cfg.MaxSiblings {
 		return dht.Record{}, fmt.Errorf("%w: the key would have %d siblings (limit %d); read it and write with its context to resolve them",

@@ -237,8 +237,8 @@ func TestWriteW1ReturnsAfterLocalWrite(t *testing.T) {
 	})
 }
 
-// TestWriteTTL checks that a TTL becomes the record's expiry, locally and
-// through a forwarded coordinate request.
+// TestWriteTTL checks that a TTL becomes the new version's expiry, locally
+// and through a forwarded coordinate request.
 func TestWriteTTL(t *testing.T) {
 	for _, entry := range []string{"natural", "forwarded"} {
 		t.Run(entry, func(t *testing.T) {
@@ -254,8 +254,8 @@ func TestWriteTTL(t *testing.T) {
 			}
 			want := c.clock.Now().Add(time.Minute).UnixNano()
 			for _, id := range r.nat {
-				if rec, ok := c.data(id, r.key); !ok || rec.ExpiresAt != want {
-					t.Fatalf("replica %s: found %v expires %d, want %d", id, ok, rec.ExpiresAt, want)
+				if rec, ok := c.data(id, r.key); !ok || len(rec.Versions) != 1 || rec.Versions[0].ExpiresAt != want {
+					t.Fatalf("replica %s: found %v, versions %+v, want one expiring at %d", id, ok, rec.Versions, want)
 				}
 			}
 		})

@@ -160,9 +160,9 @@ func TestPrune(t *testing.T) {
 // TestPruneOnlyFalseSiblings: after pruning, an overwritten write held by a
 // stale replica comes back as a sibling, and the newer write stays.
 func TestPruneOnlyFalseSiblings(t *testing.T) {
-	old := Update(dht.Record{}, nil, put("old", 1), actorB)
+	old := Update(dht.Record{}, nil, put("old", 1), actorB, now0)
 	stale := Merge(dht.Record{}, old)
-	fresh := Update(old, old.Context, put("new", 2), actorA)
+	fresh := Update(old, old.Context, put("new", 2), actorA, now0)
 	pruned := Prune(fresh, 1, actorA)
 	if len(pruned.Context) != 1 {
 		t.Fatalf("context not pruned: %v", pruned.Context)

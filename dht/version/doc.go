@@ -28,8 +28,8 @@
 //     converge. Its output is canonical (Canonical), so equal states encode to
 //     equal bytes and hash to equal Merkle digests.
 //   - Compare and Descends order two states by their causal histories.
-//   - ResolveLWW collapses siblings to one for clusters in last-writer-wins
-//     mode; Prune bounds the context's size.
+//   - UpdateLWW and ResolveLWW serve clusters in last-writer-wins mode;
+//     Prune bounds the context's size.
 //
 // # No acknowledged write is lost
 //
@@ -41,24 +41,26 @@
 // present if and only if no later write was made with a context covering it.
 // The tests check exactly this property on random histories.
 //
-// # ExpiresAt
+// # Expiry
 //
-// Update leaves the result's ExpiresAt at 0; the caller sets it from the
-// write's TTL. Merge chooses ExpiresAt by the state that wins: if the merged
-// state equals one input's state and not the other's (the other contributed
-// nothing new), that input's ExpiresAt is kept, so a newer write's TTL (or
-// lack of one) replaces an older one. Otherwise (both inputs add something,
-// or both states are equal) the result never expires if either input never
-// expires (ExpiresAt 0), else it expires at the later of the two times.
+// A TTL write's version carries its own ExpiresAt, set by the coordinator.
+// From then on the version is dead, as a tombstone is: Live leaves it out,
+// and it stays in the record, with the context that covers it and
+// whatever it overwrote, until tombstone collection purges the record from
+// every replica at once. Expiry merges with the version it belongs to, so
+// Merge needs no rule for it and its laws hold for expiring versions too.
+// Update drops the dead siblings of the record it writes over (the new
+// context still covers them), so that tombstones and expired values do
+// not pile up next to a key's live versions.
 //
-// That rule is commutative and idempotent, but it is not associative in
-// every case: merging (x with no TTL, z) and then y (which overwrote x and set
-// a TTL) keeps x's "never", while merging x into (y, z) drops it. The
-// difference only ever errs on keeping a key longer, and replicas still
-// converge: once their states are equal, further merges combine ExpiresAt
-// with the "never wins, else later" rule, which is a semilattice. An
-// ExpiresAt per sibling (a field of dht.Version, the record's expiry being
-// derived from the surviving siblings) would make all three laws exact.
+// # Last writer wins
+//
+// In last-writer-wins mode the coordinator writes with UpdateLWW, which
+// supersedes every version it holds and stamps the new one later than
+// all of them, and readers see ResolveLWW of the merged record. Merge is
+// the same in both modes: dropping the losers at every merge, while their
+// dots stay in the context, is not associative once timestamps go against
+// causality, and replicas could then merge to an empty record.
 //
 // # Pruning
 //

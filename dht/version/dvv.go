@@ -47,45 +47,44 @@ func (o Order) String() string {
 // bytes. Two cases only corrupt or forged input produces are settled the
 // same way on every replica: a version whose dot has counter 0 (counters
 // start at 1) is dropped, and when a dot appears twice with different
-// payloads the greater payload under a fixed total order is kept. ExpiresAt
-// is unchanged.
+// payloads the greater payload under a fixed total order is kept.
 func Canonical(r dht.Record) dht.Record {
 	vs := canonVersions(r.Versions)
 	return dht.Record{
-		Versions:  vs,
-		Context:   canonContext(r.Context, vs),
-		ExpiresAt: r.ExpiresAt,
+		Versions: vs,
+		Context:  canonContext(r.Context, vs),
 	}
 }
 
 // Identical reports whether a and b are the same state: equal canonical
-// versions (dots and payloads), contexts and ExpiresAt.
+// versions (dots and payloads, expiries included) and contexts.
 func Identical(a, b dht.Record) bool {
-	ca, cb := Canonical(a), Canonical(b)
-	return ca.ExpiresAt == cb.ExpiresAt && sameState(ca, cb)
+	return sameState(Canonical(a), Canonical(b))
 }
 
 // Update applies a client write at the coordinating replica whose actor ID
 // is actor and returns the new local state. local is the replica's current
 // record (the zero Record if it has none), clientCtx is the causal context
-// the client read (nil for a blind write), and v carries the write's Value,
-// Tombstone and Timestamp; its Dot is ignored.
+// the client read (nil for a blind write), v carries the write's Value,
+// Tombstone, Timestamp, WriteID and ExpiresAt (its Dot is ignored), and now
+// is the coordinator's clock in unix nanoseconds.
 //
 // The new version gets the dot (actor, max(local.Context[actor],
 // clientCtx[actor]) + 1). Siblings of local covered by clientCtx are dropped
-// (the client saw them and writes over them); the others stay as concurrent
-// siblings. The new context is the join of both contexts with actor's entry
-// raised to the new counter. The result descends local.
+// (the client saw them and writes over them), and so are siblings that are
+// dead at now (tombstones and expired values: nothing reads them, and the
+// new context still covers them, so merges drop them everywhere); the live
+// others stay as concurrent siblings. The new context is the join of both
+// contexts with actor's entry raised to the new counter. The result
+// descends local.
 //
 // A write whose WriteID a sibling of local already carries is a retry of
-// a write this replica applied: Update returns local unchanged (with its
-// ExpiresAt).
+// a write this replica applied: Update returns local unchanged.
 //
-// The result's ExpiresAt is 0: the caller sets it from the write's TTL.
 // Counters saturate at math.MaxUint64; only corrupt peer data can get there
 // (DecodeContext bounds client counters by MaxCounter), and then the new
 // write reuses a dot and may be taken for one already seen.
-func Update(local dht.Record, clientCtx []dht.Dot, v dht.Version, actor uint64) dht.Record {
+func Update(local dht.Record, clientCtx []dht.Dot, v dht.Version, actor uint64, now int64) dht.Record {
 	l := Canonical(local)
 	if v.WriteID != 0 {
 		for _, s := range l.Versions {
@@ -106,7 +105,7 @@ func Update(local dht.Record, clientCtx []dht.Dot, v dht.Version, actor uint64) 
 
 	vs := make([]dht.Version, 0, len(l.Versions)+1)
 	for _, s := range l.Versions {
-		if !covered(cc, s.Dot) && s.Dot != v.Dot {
+		if !covered(cc, s.Dot) && s.Dot != v.Dot && s.LiveAt(now) {
 			vs = append(vs, s)
 		}
 	}
@@ -118,28 +117,40 @@ func Update(local dht.Record, clientCtx []dht.Dot, v dht.Version, actor uint64) 
 	return dht.Record{Versions: vs, Context: ctx}
 }
 
+// UpdateLWW applies a client write as Update does, for clusters in
+// last-writer-wins mode: the new version supersedes every version local
+// holds, whatever clientCtx covers, and its Timestamp is raised above the
+// newest of them if the coordinator's clock is behind (a clock stepped
+// back, or skew between coordinators), so that a write always wins over
+// what its coordinator held. Versions other replicas hold that local does
+// not stay concurrent siblings; ResolveLWW picks among them when the key
+// is read, and merges keep them as Merge always does, so replicas converge
+// whatever the order their writes arrive in.
+func UpdateLWW(local dht.Record, clientCtx []dht.Dot, v dht.Version, actor uint64, now int64) dht.Record {
+	l := Canonical(local)
+	for _, s := range l.Versions {
+		if v.WriteID != 0 && s.WriteID == v.WriteID {
+			return l // a retry of a write this replica already applied
+		}
+		if s.Timestamp >= v.Timestamp && s.Timestamp < math.MaxInt64 {
+			v.Timestamp = s.Timestamp + 1
+		}
+	}
+	return Update(l, joinContext(l.Context, canonContext(clientCtx, nil)), v, actor, now)
+}
+
 // Merge joins the states of two replicas of one key. A sibling of a is kept
 // unless b's context covers it and b does not hold it (b saw it overwritten),
-// and vice versa; the context is the pointwise maximum. On versions and
-// context Merge is commutative, associative and idempotent (Merge(a, a) is
-// Canonical(a)), and its output is canonical. ExpiresAt follows the rule in
-// the package documentation.
+// and vice versa; the context is the pointwise maximum. Merge is
+// commutative, associative and idempotent (Merge(a, a) is Canonical(a)), and
+// its output is canonical. Expiry is a property of each version, so it
+// merges with the version and needs no rule of its own.
 func Merge(a, b dht.Record) dht.Record {
 	ca, cb := Canonical(a), Canonical(b)
-	out := dht.Record{
+	return dht.Record{
 		Versions: dedupeWrites(joinVersions(ca, cb)),
 		Context:  joinContext(ca.Context, cb.Context),
 	}
-	aWins, bWins := sameState(out, ca), sameState(out, cb)
-	switch {
-	case aWins && !bWins:
-		out.ExpiresAt = ca.ExpiresAt
-	case bWins && !aWins:
-		out.ExpiresAt = cb.ExpiresAt
-	default:
-		out.ExpiresAt = joinExpiry(ca.ExpiresAt, cb.ExpiresAt)
-	}
-	return out
 }
 
 // joinVersions walks both canonical version lists in dot order.
@@ -175,18 +186,10 @@ func joinVersions(a, b dht.Record) []dht.Version {
 	return out
 }
 
-// joinExpiry combines two expiry times: 0 (never) wins, else the later one.
-func joinExpiry(a, b int64) int64 {
-	if a == 0 || b == 0 {
-		return 0
-	}
-	return max(a, b)
-}
-
 // Compare orders a and b by the writes they have seen: Before means b
 // descends a (merging a into b changes nothing), After the reverse, Equal
-// both, Concurrent neither. It looks at contexts and dots only; payloads and
-// ExpiresAt do not take part.
+// both, Concurrent neither. It looks at contexts and dots only; payloads do
+// not take part.
 func Compare(a, b dht.Record) Order {
 	ca, cb := Canonical(a), Canonical(b)
 	ab, ba := precedes(ca, cb), precedes(cb, ca)
@@ -224,22 +227,46 @@ func precedes(a, b dht.Record) bool {
 	return true
 }
 
-// Live returns r's non-tombstone siblings in canonical order.
-func Live(r dht.Record) []dht.Version {
+// Live returns r's siblings that are live at now (unix nanoseconds): not
+// tombstones and not expired, in canonical order.
+func Live(r dht.Record, now int64) []dht.Version {
 	var out []dht.Version
 	for _, v := range canonVersions(r.Versions) {
-		if !v.Tombstone {
+		if v.LiveAt(now) {
 			out = append(out, v)
 		}
 	}
 	return out
 }
 
+// DiedBy reports whether r has read as deleted since t (unix nanoseconds)
+// or earlier: it has versions, and each of them (in last-writer-wins mode,
+// the one ResolveLWW shows) is a tombstone written at or before t or a
+// value that expired at or before t. Tombstone collection purges such
+// records once t is a grace period ago.
+func DiedBy(r dht.Record, t int64, lww bool) bool {
+	vs := r.Versions
+	if lww {
+		vs = ResolveLWW(r).Versions
+	}
+	if len(vs) == 0 {
+		return false
+	}
+	for _, v := range vs {
+		if at, ok := v.DiedAt(); !ok || at > t {
+			return false
+		}
+	}
+	return true
+}
+
 // ResolveLWW keeps only the sibling with the greatest (Timestamp, Actor,
-// Counter), which may be a tombstone. The context and ExpiresAt are
-// unchanged, so the dropped siblings count as seen and stay dropped when the
-// result is merged with replicas that still hold them. The replication layer
-// applies it after Update and Merge when the cluster runs in LWW mode.
+// Counter), which may be a tombstone or an expired value; the context is
+// unchanged. It is how a cluster in last-writer-wins mode presents a key
+// to a reader: the stored records keep their siblings, so that merges stay
+// a semilattice (dropping the losers while keeping their dots in the
+// context does not commute with merges once timestamps go against
+// causality), and UpdateLWW drops them at the next write.
 func ResolveLWW(r dht.Record) dht.Record {
 	c := Canonical(r)
 	if len(c.Versions) <= 1 {
@@ -339,6 +366,9 @@ func cmpPayload(a, b dht.Version) int {
 		}
 		return -1
 	}
+	if c := cmp.Compare(a.ExpiresAt, b.ExpiresAt); c != 0 {
+		return c
+	}
 	return bytes.Compare(a.Value, b.Value)
 }
 
@@ -349,7 +379,7 @@ func hasDot(vs []dht.Version, d dht.Dot) bool {
 }
 
 // sameState reports whether two canonical records have equal versions
-// (dots and payloads) and contexts. ExpiresAt is not compared.
+// (dots and payloads) and contexts.
 func sameState(a, b dht.Record) bool {
 	if len(a.Versions) != len(b.Versions) || !slices.Equal(a.Context, b.Context) {
 		return false
