@@ -234,8 +234,8 @@ func (d *Daemon) writeOptions(w http.ResponseWriter, r *http.Request) (node.Writ
 	opts := node.WriteOptions{W: n, Context: r.Header.Get(client.HeaderContext)}
 	if s := q.Get("ttl"); s != "" {
 		ttl, err := time.ParseDuration(s)
-		if err != nil || ttl <= 0 {
-			writeError(w, http.StatusBadRequest, "ttl %q is not a positive duration such as 30s or 24h", s)
+		if err != nil || ttl <= 0 || ttl > node.MaxTTL {
+			writeError(w, http.StatusBadRequest, "ttl %q is not a positive duration of at most 100 years, such as 30s or 24h", s)
 			return opts, false
 		}
 		opts.TTL = ttl

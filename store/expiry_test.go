@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/ringkv/ringkv/dht"
+	"github.com/ringkv/ringkv/dht/pb"
 )
 
 // TestExpiredVersionsKept: the store keeps a record whatever its versions'
@@ -30,24 +33,47 @@ func TestExpiredVersionsKept(t *testing.T) {
 	}
 }
 
-// TestEarlierReleaseTTL: a record an earlier release stored with Badger's
-// TTL vanishes from Get, Scan and Count once the TTL passes, as it did
-// then; one whose TTL is ahead stays.
+// TestEarlierReleaseTTL: a data dir an earlier release left holds
+// records with Badger's TTL and one expiry per record. When this release
+// opens it, a record whose TTL is ahead is rewritten without the TTL and
+// reads with its expiry on its value versions; one whose TTL passed stays
+// hidden, as Badger hid it then.
 func TestEarlierReleaseTTL(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, testConfig(t))
-	past, future := uint64(time.Now().Add(-time.Hour).Unix()), uint64(time.Now().Add(time.Hour).Unix())
-	if err := s.PutWithBadgerTTLForTest([]byte("gone"), rec("v"), past); err != nil {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	later := time.Now().Add(time.Hour)
+	legacy := func(exp time.Time) []byte {
+		b, err := proto.Marshal(&pb.Record{
+			Versions:  []*pb.Version{{Value: []byte("v"), Dot: &pb.Dot{Actor: 1, Counter: 1}}},
+			Context:   []*pb.Dot{{Actor: 1, Counter: 1}},
+			ExpiresAt: exp.UnixNano(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	past := time.Now().Add(-time.Hour)
+	if err := s.PutLegacyForTest([]byte("gone"), legacy(past), uint64(past.Unix())); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutWithBadgerTTLForTest([]byte("kept"), rec("v"), future); err != nil {
+	if err := s.PutLegacyForTest([]byte("kept"), legacy(later), uint64(later.Unix())+1); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, cfg)
 	if _, err := s.Get(ctx, []byte("gone")); !errors.Is(err, dht.ErrNotFound) {
 		t.Errorf("Get(gone) err = %v, want dht.ErrNotFound", err)
 	}
-	if _, err := s.Get(ctx, []byte("kept")); err != nil {
-		t.Errorf("Get(kept) err = %v", err)
+	got, err := s.Get(ctx, []byte("kept"))
+	if err != nil || len(got.Versions) != 1 || got.Versions[0].ExpiresAt != later.UnixNano() {
+		t.Fatalf("Get(kept) = %+v, %v; want its value expiring at %d", got, err, later.UnixNano())
+	}
+	if ttl, err := s.BadgerExpiresAtForTest([]byte("kept")); err != nil || ttl != 0 {
+		t.Errorf("Badger TTL of kept after the upgrade = %d, %v; want none", ttl, err)
 	}
 	keys, _ := scanAll(t, s, nil, nil)
 	if n, err := s.Count(ctx, nil); err != nil || n != 1 || len(keys) != 1 || string(keys[0]) != "kept" {

@@ -21,23 +21,46 @@ func (s *Badger) PutRawForTest(key, val []byte) error {
 	return s.submit(context.Background(), []mutation{{key: bk, value: val}})
 }
 
-// PutWithBadgerTTLForTest stores rec under key with a Badger TTL (unix
-// seconds), as releases that kept one expiry per record wrote it. It
-// commits at the committer's next timestamp, so it must not run
-// concurrently with other writes.
-func (s *Badger) PutWithBadgerTTLForTest(key []byte, rec dht.Record, expiresAt uint64) error {
-	m, err := setMutation(key, rec)
+// PutLegacyForTest stores val as the raw stored bytes of key with a
+// Badger TTL (unix seconds), as releases that kept one expiry per record
+// wrote it, and forgets that the store's TTLs were stripped, as in a data
+// dir such a release left. It commits at the committer's next timestamp,
+// so it must not run concurrently with other writes.
+func (s *Badger) PutLegacyForTest(key, val []byte, expiresAt uint64) error {
+	bk, err := dataKey(key)
 	if err != nil {
 		return err
 	}
 	txn := s.vers.newWrite()
 	defer txn.Discard()
-	if err := txn.SetEntry(&badger.Entry{Key: m.key, Value: m.value, ExpiresAt: expiresAt}); err != nil {
+	if err := txn.SetEntry(&badger.Entry{Key: bk, Value: val, ExpiresAt: expiresAt}); err != nil {
+		return opError("put", err)
+	}
+	if err := txn.Delete(metaTTLStripped); err != nil {
 		return opError("put", err)
 	}
 	ts := s.vers.next()
 	defer s.vers.committed(ts)
 	return opError("put", txn.CommitAt(ts, nil))
+}
+
+// BadgerExpiresAtForTest returns the Badger TTL (unix seconds) on key's
+// entry.
+func (s *Badger) BadgerExpiresAtForTest(key []byte) (uint64, error) {
+	bk, err := dataKey(key)
+	if err != nil {
+		return 0, err
+	}
+	var exp uint64
+	err = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(bk)
+		if err != nil {
+			return err
+		}
+		exp = item.ExpiresAt()
+		return nil
+	})
+	return exp, opError("get", err)
 }
 
 // PutDirectForTest writes like Put but in its own Badger transaction,

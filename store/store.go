@@ -63,6 +63,13 @@ func Open(cfg Config) (*Badger, error) {
 	s.cache = newRecordCache(cfg.RecordCacheSize)
 	s.commit = newCommitter(db, s.vers, s.cache, log)
 	s.gc = startValueLogGC(db, cfg.GCInterval, log)
+	n, err := s.stripBadgerTTLs(context.Background())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open %s: %w", dir, err), s.Close())
+	}
+	if n > 0 {
+		log.Info("records an earlier release stored with a Badger TTL now carry their expiry per version", "records", n)
+	}
 	log.Debug("store opened", "dir", dir, "sync_writes", cfg.SyncWrites)
 	return s, nil
 }

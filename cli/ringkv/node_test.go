@@ -144,6 +144,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad quorum", "PUT", "/v1/kv/q?w=9", strings.NewReader("v"), 400},
 		{"bad consistency", "PUT", "/v1/kv/q?consistency=most", strings.NewReader("v"), 400},
 		{"bad ttl", "PUT", "/v1/kv/q?ttl=soon", strings.NewReader("v"), 400},
+		{"ttl over 100 years", "PUT", "/v1/kv/q?ttl=2500000h", strings.NewReader("v"), 400},
 		{"unknown endpoint", "GET", "/v2/kv/k", nil, 404},
 	}
 	for _, c := range cases {

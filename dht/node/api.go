@@ -6,6 +6,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ringkv/ringkv/dht"
+	"github.com/ringkv/ringkv/dht/replica"
 )
 
 // WriteOptions tune one put or delete.
@@ -26,6 +27,9 @@ type ReadOptions struct {
 	// default, and it is capped at N.
 	R int
 }
+
+// MaxTTL is the longest TTL a put may carry (100 years).
+const MaxTTL = replica.MaxTTL
 
 // WriteResult reports an acknowledged put or delete.
 type WriteResult struct {

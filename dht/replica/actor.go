@@ -33,8 +33,10 @@ import (
 // bits of the hash of its peer ID plus the generation number (mod 2^32),
 // so a node's generations never share a prefix, and its epochs start
 // again. The lease records the generation with the epochs. Two nodes'
-// prefixes can meet only if their hashes lie within a few generations of
-// each other, about as likely as two nodes' first prefixes colliding.
+// prefixes can meet only if their hashes lie within the generations they
+// used of each other: with g generations, about g times as likely as two
+// nodes' first prefixes colliding (a hash of the peer ID and the
+// generation would make it g^2 times).
 //
 // A node continues only an actor it took in this run. A coordinator sends
 // a new version to the other replicas before its own write is durable, so
@@ -57,9 +59,16 @@ const maxGeneration = 1<<32 - 1
 // epochLease is how many epochs one durable lease covers.
 const epochLease = 4096
 
-// metaEpoch is the store key of the current lease: the generation and the
-// end of the epochs leased in it.
-var metaEpoch = []byte("m/replica/epoch")
+// The lease is kept under two store keys. metaEpoch holds the end of the
+// epochs leased in generation 0 as 8 bytes, the layout of releases that
+// had no generations, and maxEpoch once the node has moved on, so that
+// such a release, started on this data dir, takes no fresh actor rather
+// than reuse one. metaGeneration holds, from generation 1 on, the
+// generation and the end of the epochs leased in it (8 bytes each).
+var (
+	metaEpoch      = []byte("m/replica/epoch")
+	metaGeneration = []byte("m/replica/generation")
+)
 
 // actorPrefixMask selects an actor's node part.
 const actorPrefixMask = 0xffffffff00000000
@@ -93,26 +102,26 @@ func (sp actorSpace) holds(a uint64) bool {
 // current is the prefix of the current generation.
 func (sp actorSpace) current() uint64 { return sp[len(sp)-1].prefix }
 
-// loadEpoch starts a new lease after the one a previous run held. A lease
-// written before generations existed (8 bytes) is generation 0.
+// loadEpoch starts a new lease after the one a previous run held.
 func (e *Engine) loadEpoch(ctx context.Context) error {
-	rec, err := e.st.Get(ctx, metaEpoch)
-	var v []byte
-	if err == nil && len(rec.Versions) == 1 {
-		v = rec.Versions[0].Value
-	}
-	switch {
-	case err == nil && len(v) == 8:
-		e.generation, e.epoch = 0, binary.BigEndian.Uint64(v)
-	case err == nil && len(v) == 16:
-		e.generation, e.epoch = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
-	case err == nil, errors.Is(err, dht.ErrNotFound):
-		e.generation, e.epoch = 0, 0
-	default:
-		return fmt.Errorf("replica: reading the epoch lease: %w", err)
+	gen, err := e.metaValue(ctx, metaGeneration, 16)
+	if err != nil {
+		return err
 	}
 	e.epochMu.Lock()
 	defer e.epochMu.Unlock()
+	if gen != nil {
+		e.generation, e.epoch = binary.BigEndian.Uint64(gen), binary.BigEndian.Uint64(gen[8:])
+	} else {
+		end, err := e.metaValue(ctx, metaEpoch, 8)
+		if err != nil {
+			return err
+		}
+		e.generation, e.epoch = 0, 0
+		if end != nil {
+			e.epoch = binary.BigEndian.Uint64(end)
+		}
+	}
 	if e.epoch >= maxEpoch && e.generation < maxGeneration {
 		e.generation, e.epoch = e.generation+1, 0
 	}
@@ -120,8 +129,24 @@ func (e *Engine) loadEpoch(ctx context.Context) error {
 	return e.leaseLocked(ctx)
 }
 
-// retireActors makes every actor taken so far unusable for new versions:
-// the next write of each key takes a fresh one.
+// metaValue reads the value of a lease key, nil when there is none or it
+// does not have size bytes.
+func (e *Engine) metaValue(ctx context.Context, key []byte, size int) ([]byte, error) {
+	rec, err := e.st.Get(ctx, key)
+	switch {
+	case errors.Is(err, dht.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("replica: reading the epoch lease: %w", err)
+	case len(rec.Versions) != 1 || len(rec.Versions[0].Value) != size:
+		return nil, nil
+	}
+	return rec.Versions[0].Value, nil
+}
+
+// retireActors makes every actor taken so far, in every generation of this
+// run, unusable for new versions: the next write of each key takes a fresh
+// one.
 func (e *Engine) retireActors() {
 	e.epochMu.Lock()
 	e.space.Store(&actorSpace{{prefix: e.space.Load().current(), first: e.epoch + 1}})
@@ -132,11 +157,18 @@ func (e *Engine) retireActors() {
 // generation. epochMu held.
 func (e *Engine) leaseLocked(ctx context.Context) error {
 	end := min(e.epoch+epochLease, maxEpoch)
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], e.generation)
-	binary.BigEndian.PutUint64(b[8:], end)
-	rec := dht.Record{Versions: []dht.Version{{Value: b[:], Dot: dht.Dot{Actor: 1, Counter: 1}}}}
-	if err := e.st.Put(ctx, metaEpoch, rec); err != nil {
+	meta := func(key []byte, words ...uint64) dht.Entry {
+		var b []byte
+		for _, w := range words {
+			b = binary.BigEndian.AppendUint64(b, w)
+		}
+		return dht.Entry{Key: key, Record: dht.Record{Versions: []dht.Version{{Value: b, Dot: dht.Dot{Actor: 1, Counter: 1}}}}}
+	}
+	entries := []dht.Entry{meta(metaEpoch, end)}
+	if e.generation > 0 {
+		entries = []dht.Entry{meta(metaEpoch, maxEpoch), meta(metaGeneration, e.generation, end)}
+	}
+	if err := e.st.PutBatch(ctx, entries); err != nil {
 		return fmt.Errorf("replica: leasing epochs: %w", err)
 	}
 	e.leaseEnd = end

@@ -47,14 +47,14 @@ type Config struct {
 	HintInterval time.Duration
 	// HintBatch bounds the hints delivered per target and round. Default 512.
 	HintBatch int
-	// HintMaxAge is how long a hint may hold a live version before it is
-	// dropped instead of delivered, measured from that version's write.
-	// Default 30m. It must stay below the tombstone grace (the node checks
-	// it), with room for clock skew: a hint delivered after every replica
-	// purged the tombstone that deleted its value would bring the value
-	// back. A longer age keeps writes for replicas that are down longer;
-	// once dropped, the other replicas' copies reach the replica through
-	// anti-entropy.
+	// HintMaxAge is how long after its newest write a hint is still
+	// delivered; older hints are dropped. Default 30m. It must stay below
+	// the tombstone grace (the node checks it), with room for clock skew:
+	// a hint delivered after every replica purged the tombstone that
+	// deleted one of its values would bring the value back (see
+	// hints.go). A longer age keeps writes for replicas that are down
+	// longer; once a hint is dropped, the other replicas' copies reach
+	// the replica through anti-entropy.
 	HintMaxAge time.Duration
 	// MaxKeySize and MaxValueSize bound keys and values accepted from
 	// peers, in bytes. Defaults MaxKeyLimit (32 KiB) and 16 MiB, at or

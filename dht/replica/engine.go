@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -97,6 +98,8 @@ func New(cfg Config, self peer.ID, tr dht.Transport, st dht.Store, view View, cl
 		log: cfg.Logger, m: newMetrics(cfg.Registerer), hinted: map[string]map[peer.ID]struct{}{},
 		ctx: ctx, cancel: cancel,
 	}
+	// No actor is continued until Start loads the lease.
+	e.space.Store(&actorSpace{{prefix: actorPrefix(string(self), 0), first: math.MaxUint64}})
 	e.writes = newBatchers(e, e.exchangeWrites)
 	e.reads = newBatchers(e, e.exchangeReads)
 	return e, nil

@@ -17,15 +17,22 @@ import (
 // HintInterval the engine sends each live target its hints and deletes
 // those that arrived unchanged.
 //
-// A hint is dropped undelivered once its oldest live version is older
-// than HintMaxAge, as Cassandra expires hints with gc_grace_seconds.
-// Tombstone collection checks the natural replicas, not the fallbacks:
-// a hint delivered after every replica purged the tombstone that deleted
-// its value would bring the value back as a new key. The purge comes at
-// least a grace period after the delete, and the delete after the value's
-// write, so a hint whose live versions are all younger than HintMaxAge
-// (below the grace) never arrives after it. Tombstones and expired values
-// in a hint are harmless late and do not age it.
+// A hint is dropped undelivered once its newest version is older than
+// HintMaxAge, as Cassandra expires hints with gc_grace_seconds. Tombstone
+// collection checks the natural replicas, not the fallbacks: a hint
+// delivered after every replica purged the record that deleted one of
+// its values would bring the value back as a new key. The coordinator of
+// the hint's newest version y held it (it is a natural replica and wrote
+// y itself), so the purged record held y or a later write that covered
+// it, stamped no earlier than y (up to clock skew), and was purged at
+// least a grace after that. A hint younger than HintMaxAge, which is
+// below the grace by more than the skew, therefore never arrives after
+// the purge. Ageing by the newest version, not the oldest, keeps the hint
+// of a fresh write that its record's older siblings came along with. The
+// one case outside the argument is a coordinator whose own store write of
+// y failed (the client was told the outcome is unknown) while the
+// tombstone of an older sibling took longer than the grace less
+// HintMaxAge to reach it.
 
 // The hint index maps each key that has hints (by its hint-key prefix)
 // to the targets it has hints for. Adding and removing are idempotent, so
@@ -143,17 +150,17 @@ func (e *Engine) HandOff(ctx context.Context) int {
 		e.forgetVanished(ctx, seen)
 	}
 	for _, h := range aged {
-		if e.dropHint(ctx, h) {
-			e.m.hintsAged.Inc()
-			e.log.Info("hint past the hint max age dropped undelivered; anti-entropy repairs its replica",
-				"peer", h.target, "key", string(h.key), "max_age", e.cfg.HintMaxAge)
-		}
+		e.dropAged(ctx, h)
 	}
 	delivered := 0
 	for to, hs := range byTarget {
 		for _, h := range hs {
 			if ctx.Err() != nil {
 				return delivered
+			}
+			if e.agedOut(h.rec) { // aged while the round delivered others
+				e.dropAged(ctx, h)
+				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
 			err := e.callWrite(cctx, target{id: h.target}, h.key, h.rec)
@@ -171,17 +178,26 @@ func (e *Engine) HandOff(ctx context.Context) int {
 	return delivered
 }
 
-// agedOut reports whether a hint holds a live version written more than
+// agedOut reports whether a hint's newest version was written more than
 // HintMaxAge ago.
 func (e *Engine) agedOut(rec dht.Record) bool {
-	now := e.clock.Now()
-	cutoff := now.Add(-e.cfg.HintMaxAge).UnixNano()
+	cutoff := e.clock.Now().Add(-e.cfg.HintMaxAge).UnixNano()
 	for _, v := range rec.Versions {
-		if v.LiveAt(now.UnixNano()) && v.Timestamp < cutoff {
-			return true
+		if v.Timestamp >= cutoff {
+			return false
 		}
 	}
-	return false
+	return true
+}
+
+// dropAged deletes a hint past HintMaxAge, unless a newer write merged
+// into it since it was read.
+func (e *Engine) dropAged(ctx context.Context, h hint) {
+	if e.dropHint(ctx, h) {
+		e.m.hintsAged.Inc()
+		e.log.Info("hint past the hint max age dropped undelivered; anti-entropy repairs its replica",
+			"peer", h.target, "key", string(h.key), "max_age", e.cfg.HintMaxAge)
+	}
 }
 
 // dropHint deletes a delivered hint unless it changed since it was read

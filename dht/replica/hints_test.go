@@ -320,15 +320,14 @@ func hintSetup(t *testing.T, name string) (c *cluster, fbID peer.ID, key []byte,
 	return c, fbID, key, r, owner
 }
 
-// TestHintAgedOut: a hint whose oldest live version is older than
-// HintMaxAge is dropped undelivered, whether its replica is up or not, so
-// it can never arrive after tombstone collection purged the key it would
-// bring back. Hints holding only tombstones or expired values still go.
+// TestHintAgedOut: a hint whose newest version is older than HintMaxAge
+// is dropped undelivered, whether its replica is up or not, so it can
+// never arrive after tombstone collection purged the key it would bring
+// back; tombstones and expired values age the same way. A young write
+// keeps its hint, old siblings and all.
 func TestHintAgedOut(t *testing.T) {
 	maxAge := testConfig().HintMaxAge
-	expired := func(r roles) dht.Record {
-		return writeVersion(dht.Record{}, r.nat[2], dht.Version{Value: []byte("v"), ExpiresAt: clockStart.Add(time.Minute).UnixNano()})
-	}
+	value := func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[2], "v", 0) }
 	tests := []struct {
 		name          string
 		hint          func(r roles) dht.Record
@@ -337,19 +336,18 @@ func TestHintAgedOut(t *testing.T) {
 		wantDelivered int
 		wantAged      float64
 	}{
-		{name: "young value delivered", hint: func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[2], "v", 0) },
-			advance: maxAge - time.Second, wantDelivered: 1},
-		{name: "old value dropped", hint: func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[2], "v", 0) },
-			advance: maxAge + time.Second, wantAged: 1},
-		{name: "old value dropped while its replica is down", hint: func(r roles) dht.Record { return mkRecord(dht.Record{}, r.nat[2], "v", 0) },
+		{name: "young value delivered", hint: value, advance: maxAge - time.Second, wantDelivered: 1},
+		{name: "old value dropped", hint: value, advance: maxAge + time.Second, wantAged: 1},
+		{name: "old value dropped while its replica is down", hint: value, advance: maxAge + time.Second, ownerDown: true, wantAged: 1},
+		{name: "old tombstone dropped", hint: func(r roles) dht.Record { return mkTombstone(dht.Record{}, r.nat[2], 0) },
 			advance: maxAge + time.Second, ownerDown: true, wantAged: 1},
-		{name: "old tombstone delivered", hint: func(r roles) dht.Record { return mkTombstone(dht.Record{}, r.nat[2], 0) },
-			advance: maxAge + time.Second, wantDelivered: 1},
-		{name: "old expired value delivered", hint: expired, advance: maxAge + time.Second, wantDelivered: 1},
-		{name: "a young write merged into an old hint does not save it", hint: func(r roles) dht.Record {
+		{name: "old expired value dropped", hint: func(r roles) dht.Record {
+			return writeVersion(dht.Record{}, r.nat[2], dht.Version{Value: []byte("v"), ExpiresAt: clockStart.Add(time.Minute).UnixNano()})
+		}, advance: maxAge + time.Second, ownerDown: true, wantAged: 1},
+		{name: "a young write keeps a hint with an old sibling", hint: func(r roles) dht.Record {
 			old := mkRecord(dht.Record{}, r.nat[2], "old", 0)
 			return version.Merge(old, mkRecord(dht.Record{}, r.nat[1], "young", int64(maxAge)))
-		}, advance: maxAge + time.Second, wantAged: 1},
+		}, advance: maxAge + time.Second, wantDelivered: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -373,5 +371,50 @@ func TestHintAgedOut(t *testing.T) {
 				t.Fatalf("owner holds the key: %v, want %v", ok, tt.wantDelivered == 1)
 			}
 		})
+	}
+}
+
+// TestHintAgeingKeepsFreshWrite: a blind put over a value nobody wrote
+// for longer than HintMaxAge, with two replicas down, is acknowledged by
+// its coordinator and a fallback's hint. The hint carries the old value
+// as a sibling of the new one, and the next handoff round keeps it: the
+// acknowledged write is still on two nodes.
+func TestHintAgeingKeepsFreshWrite(t *testing.T) {
+	c := newCluster(t, 5, testConfig())
+	ctx := context.Background()
+	r := c.roles("fresh-over-old")
+	coord := c.node(r.nat[0]).e
+	if _, err := coord.Write(ctx, replica.Write{Key: r.key, Value: []byte("old"), W: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.clock.Advance(c.cfg.HintMaxAge + time.Minute)
+	c.setDead(true, r.nat[1], r.nat[2])
+	res, err := coord.Write(ctx, replica.Write{Key: r.key, Value: []byte("new"), W: 2})
+	if err != nil || res.Acks < 2 || res.Hinted == 0 {
+		t.Fatalf("write with two replicas down: %+v %v; want it acknowledged through a hint", res, err)
+	}
+	poll(t, waitTimeout, "both hints to be stored", func() bool {
+		n := int64(0)
+		for _, id := range r.others {
+			n += c.node(id).e.Hints()
+		}
+		return n == 2
+	})
+	for _, id := range r.others {
+		c.node(id).e.HandOff(ctx)
+	}
+	holders := 0
+	for _, id := range c.ids {
+		if rec, ok := c.data(id, r.key); ok && slices.Contains(values(rec), "new") {
+			holders++
+		}
+		for _, o := range r.nat {
+			if h, ok := c.hint(id, r.key, o); ok && slices.Contains(values(h), "new") {
+				holders++
+			}
+		}
+	}
+	if holders < 2 {
+		t.Fatalf("an acknowledged W=2 write is held by %d node(s) after a handoff round, want 2 or more", holders)
 	}
 }

@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ringkv_replica_hints_delivered_total", Help: "Hints handed off to their replica.",
 		}),
 		hintsAged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ringkv_replica_hints_aged_out_total", Help: "Hints dropped undelivered because their oldest live version passed the hint max age.",
+			Name: "ringkv_replica_hints_aged_out_total", Help: "Hints dropped undelivered because their newest version passed the hint max age.",
 		}),
 		readRepairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ringkv_replica_read_repairs_total", Help: "Stale replicas repaired after a read.",

@@ -3,6 +3,7 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -172,39 +173,53 @@ func TestEpochsExhausted(t *testing.T) {
 // TestActorGenerations: a node that has handed out the last epoch of a
 // generation takes its next actor from the next generation, under a
 // prefix none of its earlier actors has, and still continues the actors
-// of this run; after a restart it neither continues them nor goes back to
-// an earlier generation.
+// of this run; a failed local write retires the actors of every
+// generation; after a restart the node continues none of them and stays
+// in the new generation. The lease keeps the layout earlier releases read
+// for generation 0, and tells them to take no fresh actor after it.
 func TestActorGenerations(t *testing.T) {
 	c := newCluster(t, 3, testConfig())
 	ctx := context.Background()
 	r := c.roles("generation-key")
 	coord := r.nat[0]
-	e := c.node(coord).e
-	write := func(key []byte, v string, cctx []dht.Dot) replica.WriteResult {
-		t.Helper()
-		res, err := e.Write(ctx, replica.Write{Key: key, Value: []byte(v), Context: cctx, W: 3})
-		if err != nil || res.Coordinator != coord {
-			t.Fatalf("write %s: %+v %v", v, res, err)
-		}
-		return res
+	fs := &failingStore{MemStore: c.node(coord).st}
+	e := c.restartWith(coord, fs)
+	write := func(key []byte, v string, cctx []dht.Dot) (replica.WriteResult, error) {
+		return e.Write(ctx, replica.Write{Key: key, Value: []byte(v), Context: cctx, W: 3})
 	}
+	// actorOf is coord's newest actor in its record of key.
 	actorOf := func(key []byte) uint64 {
 		t.Helper()
 		rec, _ := c.data(coord, key)
 		var a uint64
 		for _, d := range rec.Context {
-			if d.Actor&^uint64(1<<32-1) == replica.ActorPrefix(coord, 0) || d.Actor&^uint64(1<<32-1) == replica.ActorPrefix(coord, 1) ||
-				d.Actor&^uint64(1<<32-1) == replica.ActorPrefix(coord, 2) {
-				a = max(a, d.Actor)
+			for g := range uint64(3) {
+				if d.Actor>>32 == replica.ActorPrefix(coord, g)>>32 {
+					a = max(a, d.Actor)
+				}
 			}
 		}
 		return a
 	}
-	first := write(r.key, "v1", nil)
+	lease := func(key string) []byte {
+		rec, err := fs.Get(ctx, []byte(key))
+		if err != nil {
+			return nil
+		}
+		return rec.Versions[0].Value
+	}
+	first, err := write(r.key, "v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	old := actorOf(r.key)
 	if old>>32 != replica.ActorPrefix(coord, 0)>>32 {
 		t.Fatalf("first actor %#x is not of generation 0", old)
 	}
+	if b := lease("m/replica/epoch"); len(b) != 8 || binary.BigEndian.Uint64(b) < old&(1<<32-1) || lease("m/replica/generation") != nil {
+		t.Fatalf("generation-0 lease %x, generation %x: want 8 bytes covering epoch %d and no generation", b, lease("m/replica/generation"), old&(1<<32-1))
+	}
+
 	replica.SetEpochForTest(e, 0, replica.MaxEpoch)
 	var other []byte
 	for i := 0; other == nil; i++ {
@@ -212,21 +227,42 @@ func TestActorGenerations(t *testing.T) {
 			other = k
 		}
 	}
-	write(other, "w", nil)
-	if got := actorOf(other); got != replica.ActorPrefix(coord, 1)|1 {
-		t.Fatalf("fresh actor after the last epoch = %#x, want generation 1 epoch 1 (%#x)", got, replica.ActorPrefix(coord, 1)|1)
+	if _, err := write(other, "w", nil); err != nil {
+		t.Fatal(err)
 	}
-	if replica.ActorPrefix(coord, 1) == replica.ActorPrefix(coord, 0) {
-		t.Fatal("generations 0 and 1 share a prefix")
+	if got, want := actorOf(other), replica.ActorPrefix(coord, 1)|1; got != want {
+		t.Fatalf("fresh actor after the last epoch = %#x, want generation 1 epoch 1 (%#x)", got, want)
 	}
-	write(r.key, "v2", first.Context)
+	if b, g := lease("m/replica/epoch"), lease("m/replica/generation"); binary.BigEndian.Uint64(b) != replica.MaxEpoch ||
+		len(g) != 16 || binary.BigEndian.Uint64(g) != 1 {
+		t.Fatalf("lease after the switch: epoch key %x, generation key %x; want the last epoch, and generation 1", b, g)
+	}
+	again, err := write(r.key, "v2", first.Context)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := actorOf(r.key); got != old {
 		t.Fatalf("a key written in generation 0 of this run got actor %#x, want %#x continued", got, old)
 	}
-	c.restart(coord)
-	e = c.node(coord).e
-	write(r.key, "v3", nil)
-	if got := actorOf(r.key); got>>32 != replica.ActorPrefix(coord, 1)>>32 || got&(1<<32-1) <= 1 {
-		t.Fatalf("after the restart the key got actor %#x, want a fresh generation-1 actor past the lease", got)
+
+	fs.fail.Store(true)
+	if _, err := write(other, "fails", nil); err == nil {
+		t.Fatal("a write whose local store write fails succeeded")
+	}
+	fs.fail.Store(false)
+	if _, err := write(r.key, "v3", again.Context); err != nil {
+		t.Fatal(err)
+	}
+	retired := actorOf(r.key)
+	if retired == old || retired>>32 != replica.ActorPrefix(coord, 1)>>32 || retired&(1<<32-1) <= 1 {
+		t.Fatalf("after a failed local write the key got actor %#x, want a fresh generation-1 actor (old %#x)", retired, old)
+	}
+
+	e = c.restartWith(coord, fs)
+	if _, err := write(r.key, "v4", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := actorOf(r.key); got>>32 != replica.ActorPrefix(coord, 1)>>32 || got <= retired {
+		t.Fatalf("after the restart the key got actor %#x, want a fresh generation-1 actor past %#x", got, retired)
 	}
 }

@@ -18,14 +18,26 @@ func TestPurge(t *testing.T) {
 	tomb := func(r roles) dht.Record {
 		return mkTombstone(mkRecord(dht.Record{}, r.nat[0], "v", 100), r.nat[0], 200)
 	}
+	expired := func(r roles) dht.Record {
+		return writeVersion(dht.Record{}, r.nat[0], dht.Version{Value: []byte("v"), ExpiresAt: clockStart.UnixNano() + 100})
+	}
+	// lwwDeleted is a tombstone that is the latest write, next to an
+	// older value it did not see.
+	lwwDeleted := func(r roles) dht.Record {
+		return version.Merge(mkRecord(dht.Record{}, r.nat[0], "older", 100), mkTombstone(dht.Record{}, r.nat[1], 200))
+	}
 	tests := []struct {
 		name string
 		// stored is the record on the replica (nil: none); seen is the
 		// record whose digest the caller passes.
 		stored, seen func(r roles) dht.Record
+		lww          bool // the cluster runs in last-writer-wins mode
 		wantPurged   bool
 	}{
 		{name: "tombstone with matching digest", stored: tomb, seen: tomb, wantPurged: true},
+		{name: "expired value with matching digest", stored: expired, seen: expired, wantPurged: true},
+		{name: "LWW: latest tombstone next to an older value", stored: lwwDeleted, seen: lwwDeleted, lww: true, wantPurged: true},
+		{name: "siblings: a tombstone next to a live value", stored: lwwDeleted, seen: lwwDeleted},
 		{
 			name: "tombstone with another digest", stored: tomb,
 			seen: func(r roles) dht.Record { return mkTombstone(dht.Record{}, r.nat[1], 200) },
@@ -56,7 +68,9 @@ func TestPurge(t *testing.T) {
 	for _, tt := range tests {
 		for _, via := range []string{"local", "remote"} {
 			t.Run(tt.name+"/"+via, func(t *testing.T) {
-				c := newCluster(t, 3, testConfig())
+				cfg := testConfig()
+				cfg.LWW = tt.lww
+				c := newCluster(t, 3, cfg)
 				r := c.roles("purge-key")
 				ctx := context.Background()
 				holder := c.node(r.nat[1])

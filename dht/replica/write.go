@@ -27,12 +27,17 @@ type Write struct {
 	Context []dht.Dot
 	// W is the acknowledgements to wait for; 0 uses Config.WriteQuorum.
 	W int
-	// TTL expires the key this long after the write; 0 never.
+	// TTL expires the key this long after the write; 0 never. It is
+	// capped at MaxTTL.
 	TTL time.Duration
 	// WriteID identifies the write across retries; Write picks a random
 	// one when it is 0.
 	WriteID uint64
 }
+
+// MaxTTL is the longest TTL a write may carry: 100 years, far inside the
+// range of nanosecond timestamps.
+const MaxTTL = 100 * 365 * 24 * time.Hour
 
 // WriteResult reports an acknowledged write.
 type WriteResult struct {
@@ -180,7 +185,7 @@ func (e *Engine) handleCoordinate(ctx context.Context, r *pb.CoordinateRequest) 
 		return &pb.KVResponse{Result: &pb.KVResponse_Coordinate{Coordinate: &pb.CoordinateResponse{NotReplica: true, Replicas: ids}}}, nil
 	}
 	w := Write{Key: r.Key, Value: r.Value, Tombstone: r.Tombstone, Context: dotsFromPB(r.Context),
-		W: int(r.W), WriteID: r.WriteId, TTL: time.Duration(min(r.TtlMs, uint64(100*365*24*time.Hour/time.Millisecond))) * time.Millisecond}
+		W: int(r.W), WriteID: r.WriteId, TTL: time.Duration(min(r.TtlMs, uint64(MaxTTL/time.Millisecond))) * time.Millisecond}
 	res, err := e.coordinate(ctx, pos, w)
 	out := &pb.CoordinateResponse{Context: dotsToPB(res.Context), Acks: uint32(res.Acks), Hinted: uint32(res.Hinted)}
 	var qe *QuorumError
@@ -251,7 +256,7 @@ func (e *Engine) makeVersion(ctx context.Context, pos uint64, w Write, made func
 	now := e.clock.Now()
 	v := dht.Version{Value: w.Value, Tombstone: w.Tombstone, Timestamp: now.UnixNano(), WriteID: w.WriteID}
 	if w.TTL > 0 && !w.Tombstone {
-		v.ExpiresAt = now.Add(w.TTL).UnixNano()
+		v.ExpiresAt = now.Add(min(w.TTL, MaxTTL)).UnixNano()
 	}
 	update := version.Update
 	if e.cfg.LWW {

@@ -3,6 +3,7 @@ package replica_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -238,27 +239,30 @@ func TestWriteW1ReturnsAfterLocalWrite(t *testing.T) {
 }
 
 // TestWriteTTL checks that a TTL becomes the new version's expiry, locally
-// and through a forwarded coordinate request.
+// and through a forwarded coordinate request, and that a TTL past MaxTTL
+// is capped instead of overflowing the timestamp.
 func TestWriteTTL(t *testing.T) {
 	for _, entry := range []string{"natural", "forwarded"} {
-		t.Run(entry, func(t *testing.T) {
-			c := newCluster(t, 4, testConfig())
-			r := c.roles("ttl-key")
-			from := r.nat[0]
-			if entry == "forwarded" {
-				from = r.others[0]
-			}
-			_, err := c.node(from).e.Write(context.Background(), replica.Write{Key: r.key, Value: []byte("v"), W: 3, TTL: time.Minute})
-			if err != nil {
-				t.Fatalf("write: %v", err)
-			}
-			want := c.clock.Now().Add(time.Minute).UnixNano()
-			for _, id := range r.nat {
-				if rec, ok := c.data(id, r.key); !ok || len(rec.Versions) != 1 || rec.Versions[0].ExpiresAt != want {
-					t.Fatalf("replica %s: found %v, versions %+v, want one expiring at %d", id, ok, rec.Versions, want)
+		for _, ttl := range []time.Duration{time.Minute, 2500000 * time.Hour} {
+			t.Run(fmt.Sprint(entry, "/", ttl), func(t *testing.T) {
+				c := newCluster(t, 4, testConfig())
+				r := c.roles("ttl-key")
+				from := r.nat[0]
+				if entry == "forwarded" {
+					from = r.others[0]
 				}
-			}
-		})
+				_, err := c.node(from).e.Write(context.Background(), replica.Write{Key: r.key, Value: []byte("v"), W: 3, TTL: ttl})
+				if err != nil {
+					t.Fatalf("write: %v", err)
+				}
+				want := c.clock.Now().Add(min(ttl, replica.MaxTTL)).UnixNano()
+				for _, id := range r.nat {
+					if rec, ok := c.data(id, r.key); !ok || len(rec.Versions) != 1 || rec.Versions[0].ExpiresAt != want {
+						t.Fatalf("replica %s: found %v, versions %+v, want one expiring at %d", id, ok, rec.Versions, want)
+					}
+				}
+			})
+		}
 	}
 }
 

@@ -240,17 +240,19 @@ func Live(r dht.Record, now int64) []dht.Version {
 }
 
 // DiedBy reports whether r has read as deleted since t (unix nanoseconds)
-// or earlier: it has versions, and each of them (in last-writer-wins mode,
-// the one ResolveLWW shows) is a tombstone written at or before t or a
-// value that expired at or before t. Tombstone collection purges such
-// records once t is a grace period ago.
+// or earlier: each of its versions (in last-writer-wins mode, the one
+// ResolveLWW shows) is a tombstone written at or before t or a value that
+// expired at or before t. A record with a context and no version at all
+// (earlier releases' last-writer-wins merges could leave one) has always
+// read as deleted; the empty record has never been written. Tombstone
+// collection purges such records once t is a grace period ago.
 func DiedBy(r dht.Record, t int64, lww bool) bool {
+	if len(r.Versions) == 0 {
+		return len(r.Context) > 0
+	}
 	vs := r.Versions
 	if lww {
 		vs = ResolveLWW(r).Versions
-	}
-	if len(vs) == 0 {
-		return false
 	}
 	for _, v := range vs {
 		if at, ok := v.DiedAt(); !ok || at > t {

@@ -582,6 +582,7 @@ func TestDiedBy(t *testing.T) {
 		want bool
 	}{
 		{"empty record", dht.Record{}, 100, false, false},
+		{"a context and no version", dht.Record{Context: tomb.Context}, 0, false, true},
 		{"tombstone before t", tomb, 10, false, true},
 		{"tombstone after t", tomb, 9, false, false},
 		{"expired by t", exp, 20, false, true},
