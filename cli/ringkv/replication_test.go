@@ -88,6 +88,20 @@ func TestSiblingsThroughTheCLI(t *testing.T) {
 	if r := nodes[0].cli("", "get", "cart"); r.stdout != "again" {
 		t.Fatalf("put without --context did not replace the value: %q %q", r.stdout, r.stderr)
 	}
+	// A put with a TTL over that value: once it expires, every node reads
+	// the key as gone from all three replicas, and the value it replaced
+	// stays replaced.
+	if r := nodes[2].cli("", "put", "cart", "brief", "--ttl", "2s", "--w", "3"); r.code != 0 {
+		t.Fatalf("put --ttl: %d %s", r.code, r.stderr)
+	}
+	waitFor(t, 10*time.Second, "the key put with --ttl 2s to expire on every replica", func() bool {
+		for _, n := range nodes {
+			if r := n.cli("", "get", "cart", "--consistency", "all"); r.code != 4 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestWritesSurviveADeadReplica kills one of five daemons with SIGKILL:
