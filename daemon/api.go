@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ringkv/ringkv/daemon/client"
@@ -133,7 +134,7 @@ func (d *Daemon) handlePut(w http.ResponseWriter, r *http.Request, key []byte) {
 		writeNodeError(w, err)
 		return
 	}
-	writeWriteResult(w, res)
+	d.writeWriteResult(w, res)
 }
 
 func (d *Daemon) handleDelete(w http.ResponseWriter, r *http.Request, key []byte) {
@@ -146,17 +147,27 @@ func (d *Daemon) handleDelete(w http.ResponseWriter, r *http.Request, key []byte
 		writeNodeError(w, err)
 		return
 	}
-	writeWriteResult(w, res)
+	d.writeWriteResult(w, res)
 }
 
-func writeWriteResult(w http.ResponseWriter, res node.WriteResult) {
+func (d *Daemon) writeWriteResult(w http.ResponseWriter, res node.WriteResult) {
 	w.Header().Set(client.HeaderContext, res.Context)
 	writeJSON(w, http.StatusOK, client.WriteResponse{
 		Context:     res.Context,
 		Acks:        res.Acks,
 		Hinted:      res.Hinted,
-		Coordinator: res.Coordinator.String(),
+		Coordinator: d.peerText(res.Coordinator),
 	})
+}
+
+// peerText is id's text form. Encoding a peer ID in base58 costs more
+// than the rest of a write's answer, and this node coordinates most of
+// the writes it is sent, so its own is encoded once.
+func (d *Daemon) peerText(id peer.ID) string {
+	if id == d.self {
+		return d.selfText
+	}
+	return id.String()
 }
 
 func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request, key []byte) {

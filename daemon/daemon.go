@@ -35,14 +35,16 @@ type Daemon struct {
 	metrics *metrics
 	clock   dht.Clock
 
-	lock   *dirLock
-	store  *store.Badger
-	host   host.Host
-	tr     *p2p.Transport
-	node   *node.Node
-	joiner *bootstrap.Joiner
-	api    *http.Server
-	apiLn  net.Listener
+	lock     *dirLock
+	store    *store.Badger
+	host     host.Host
+	self     peer.ID // host.ID()
+	selfText string  // self in text (see peerText)
+	tr       *p2p.Transport
+	node     *node.Node
+	joiner   *bootstrap.Joiner
+	api      *http.Server
+	apiLn    net.Listener
 
 	ctx      context.Context // lives until Shutdown; background work hangs off it
 	cancel   context.CancelFunc
@@ -119,6 +121,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.host, err = newHost(priv, d.cfg.Listen, d.metrics.registry); err != nil {
 		return err
 	}
+	d.self = d.host.ID()
+	d.selfText = d.self.String()
 	pcfg := p2p.DefaultConfig()
 	// Records carry every sibling of a value: allow the largest record the
 	// store accepts, plus framing. Frames grow as bytes arrive, so the bound
