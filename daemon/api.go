@@ -2,20 +2,16 @@ package daemon
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ringkv/ringkv/daemon/client"
@@ -54,21 +50,10 @@ func (d *Daemon) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint %s; the API lives under /v1 (see the README's API reference)", r.URL.Path)
 	})
-	kv := map[string]http.HandlerFunc{
-		http.MethodPut:    d.instrument("put", d.keyed(kvPrefix, d.handlePut)),
-		http.MethodGet:    d.instrument("get", d.keyed(kvPrefix, d.handleGet)),
-		http.MethodDelete: d.instrument("delete", d.keyed(kvPrefix, d.handleDelete)),
-	}
 	locate := d.instrument("locate", d.keyed(locatePrefix, d.handleLocate))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
 		switch {
-		case strings.HasPrefix(p, kvPrefix):
-			if h, ok := kv[r.Method]; ok {
-				h(w, r)
-				return
-			}
-			methodNotAllowed("GET, PUT, DELETE")(w, r)
 		case strings.HasPrefix(p, locatePrefix):
 			if r.Method == http.MethodGet {
 				locate(w, r)
@@ -109,113 +94,6 @@ func (d *Daemon) keyed(prefix string, h func(http.ResponseWriter, *http.Request,
 	}
 }
 
-func (d *Daemon) handlePut(w http.ResponseWriter, r *http.Request, key []byte) {
-	opts, ok := d.writeOptions(w, r)
-	if !ok {
-		return
-	}
-	if opts.TTL < 0 {
-		writeError(w, http.StatusBadRequest, "ttl must be positive")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, int64(d.cfg.MaxValueSize))
-	value, err := io.ReadAll(r.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "value is over the %d-byte limit (max_value_size): store a smaller value", d.cfg.MaxValueSize)
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading the value: %v", err)
-		return
-	}
-	res, err := d.node.Put(r.Context(), key, value, opts)
-	if err != nil {
-		writeNodeError(w, err)
-		return
-	}
-	d.writeWriteResult(w, res)
-}
-
-func (d *Daemon) handleDelete(w http.ResponseWriter, r *http.Request, key []byte) {
-	opts, ok := d.writeOptions(w, r)
-	if !ok {
-		return
-	}
-	res, err := d.node.Delete(r.Context(), key, opts)
-	if err != nil {
-		writeNodeError(w, err)
-		return
-	}
-	d.writeWriteResult(w, res)
-}
-
-func (d *Daemon) writeWriteResult(w http.ResponseWriter, res node.WriteResult) {
-	w.Header().Set(client.HeaderContext, res.Context)
-	writeJSON(w, http.StatusOK, client.WriteResponse{
-		Context:     res.Context,
-		Acks:        res.Acks,
-		Hinted:      res.Hinted,
-		Coordinator: d.peerText(res.Coordinator),
-	})
-}
-
-// peerText is id's text form. Encoding a peer ID in base58 costs more
-// than the rest of a write's answer, and this node coordinates most of
-// the writes it is sent, so its own is encoded once.
-func (d *Daemon) peerText(id peer.ID) string {
-	if id == d.self {
-		return d.selfText
-	}
-	return id.String()
-}
-
-func (d *Daemon) handleGet(w http.ResponseWriter, r *http.Request, key []byte) {
-	opts, ok := d.readOptions(w, r)
-	if !ok {
-		return
-	}
-	res, err := d.node.Get(r.Context(), key, opts)
-	if res.Answered > 0 {
-		w.Header().Set(client.HeaderAnswered, strconv.Itoa(res.Answered))
-		w.Header().Set(client.HeaderHinted, strconv.Itoa(res.Hinted))
-	}
-	if err != nil {
-		writeNodeError(w, err)
-		return
-	}
-	w.Header().Set(client.HeaderContext, res.Context)
-	w.Header().Set(client.HeaderSiblings, strconv.Itoa(len(res.Siblings)))
-	wantJSON := r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json")
-	if len(res.Siblings) == 1 && !wantJSON {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.WriteHeader(http.StatusOK)
-		w.Write(res.Siblings[0].Value)
-		return
-	}
-	body := client.GetResponse{Key: string(key), Context: res.Context, Answered: res.Answered, Hinted: res.Hinted}
-	if !res.ExpiresAt.IsZero() {
-		t := res.ExpiresAt.UTC()
-		body.ExpiresAt = &t
-	}
-	for _, s := range res.Siblings {
-		sj := client.Sibling{Value: string(s.Value), Timestamp: time.Unix(0, s.Timestamp).UTC()}
-		if s.ExpiresAt != 0 {
-			t := time.Unix(0, s.ExpiresAt).UTC()
-			sj.ExpiresAt = &t
-		}
-		if !utf8.Valid(s.Value) {
-			sj.Value, sj.Encoding = base64.StdEncoding.EncodeToString(s.Value), "base64"
-		}
-		body.Siblings = append(body.Siblings, sj)
-	}
-	status := http.StatusOK
-	if len(res.Siblings) > 1 && !wantJSON {
-		status = http.StatusMultipleChoices
-	}
-	writeJSON(w, status, body)
-}
-
 func (d *Daemon) handleLocate(w http.ResponseWriter, r *http.Request, key []byte) {
 	q := r.URL.Query()
 	opts := node.LocateOptions{Trace: q.Get("trace") != "" && q.Get("trace") != "0" && q.Get("trace") != "false"}
@@ -233,46 +111,6 @@ func (d *Daemon) handleLocate(w http.ResponseWriter, r *http.Request, key []byte
 		return
 	}
 	writeJSON(w, http.StatusOK, LocateJSON(loc))
-}
-
-// writeOptions reads w, consistency, ttl and the context header.
-func (d *Daemon) writeOptions(w http.ResponseWriter, r *http.Request) (node.WriteOptions, bool) {
-	q := r.URL.Query()
-	n, ok := d.quorumParam(w, q.Get("w"), q.Get("consistency"), "w")
-	if !ok {
-		return node.WriteOptions{}, false
-	}
-	opts := node.WriteOptions{W: n, Context: r.Header.Get(client.HeaderContext)}
-	if s := q.Get("ttl"); s != "" {
-		ttl, err := time.ParseDuration(s)
-		if err != nil || ttl <= 0 || ttl > node.MaxTTL {
-			writeError(w, http.StatusBadRequest, "ttl %q is not a positive duration of at most 100 years, such as 30s or 24h", s)
-			return opts, false
-		}
-		opts.TTL = ttl
-	}
-	return opts, true
-}
-
-func (d *Daemon) readOptions(w http.ResponseWriter, r *http.Request) (node.ReadOptions, bool) {
-	q := r.URL.Query()
-	n, ok := d.quorumParam(w, q.Get("r"), q.Get("consistency"), "r")
-	return node.ReadOptions{R: n}, ok
-}
-
-// quorumParam turns ?w=K / ?r=K or ?consistency=one|quorum|all into a
-// replica count (0 = cluster default).
-func (d *Daemon) quorumParam(w http.ResponseWriter, num, level, name string) (int, bool) {
-	if num != "" && level != "" {
-		writeError(w, http.StatusBadRequest, "give either %s or consistency, not both", name)
-		return 0, false
-	}
-	n, err := ParseQuorum(num, level, d.cfg.Replicas)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "%s: %v", name, err)
-		return 0, false
-	}
-	return n, true
 }
 
 // ParseQuorum converts a numeric quorum or a level name to a count for
@@ -338,27 +176,32 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 	}
 }
 
-// writeNodeError maps the node's errors to HTTP statuses.
+// writeNodeError answers the node's error err (see nodeErrorStatus).
 func writeNodeError(w http.ResponseWriter, err error) {
+	status, msg := nodeErrorStatus(err)
+	writeError(w, status, "%s", msg)
+}
+
+// nodeErrorStatus maps the node's errors to HTTP statuses and messages.
+func nodeErrorStatus(err error) (int, string) {
 	var qe *node.QuorumError
 	switch {
 	case errors.Is(err, dht.ErrNotFound):
-		writeError(w, http.StatusNotFound, "key not found")
+		return http.StatusNotFound, "key not found"
 	case errors.As(err, &qe):
-		writeError(w, http.StatusServiceUnavailable, "%s", qe.Error())
+		return http.StatusServiceUnavailable, qe.Error()
 	case errors.Is(err, node.ErrBadContext):
-		writeError(w, http.StatusBadRequest, "%v", err)
+		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, node.ErrTooManySiblings):
-		writeError(w, http.StatusConflict, "%v", err)
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, node.ErrUnavailable), errors.Is(err, node.ErrOutcomeUnknown):
-		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusGatewayTimeout, "the request timed out: %v", err)
+		return http.StatusGatewayTimeout, "the request timed out: " + err.Error()
 	case errors.Is(err, context.Canceled):
-		writeError(w, 499, "the request was cancelled")
-	default:
-		writeError(w, http.StatusInternalServerError, "%v", err)
+		return 499, "the request was cancelled"
 	}
+	return http.StatusInternalServerError, err.Error()
 }
 
 func writeError(w http.ResponseWriter, status int, format string, args ...any) {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/valyala/fasthttp"
 
 	"github.com/ringkv/ringkv/bootstrap"
 	"github.com/ringkv/ringkv/dht"
@@ -43,7 +43,7 @@ type Daemon struct {
 	tr       *p2p.Transport
 	node     *node.Node
 	joiner   *bootstrap.Joiner
-	api      *http.Server
+	api      *fasthttp.Server
 	apiLn    net.Listener
 
 	ctx      context.Context // lives until Shutdown; background work hangs off it
@@ -186,12 +186,7 @@ func (d *Daemon) startAPI() error {
 		return fmt.Errorf("daemon: API cannot listen on %s: %w; pick a free address with --api", d.cfg.API, err)
 	}
 	d.apiLn = ln
-	d.api = &http.Server{
-		Handler:           d.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
-	}
+	d.api = d.newAPIServer()
 	go d.api.Serve(ln)
 	return writeFileAtomic(filepath.Join(d.cfg.DataDir, APIFile), []byte(ln.Addr().String()+"\n"), 0o644)
 }
@@ -276,9 +271,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		d.stopping.Store(true)
 		var errs []error
 		if d.api != nil {
-			if err := d.api.Shutdown(ctx); err != nil {
-				d.api.Close()
-			}
+			// Past ctx, requests still running end when d.ctx is
+			// cancelled below.
+			_ = d.api.ShutdownWithContext(ctx)
 			os.Remove(filepath.Join(d.cfg.DataDir, APIFile))
 		}
 		d.cancel()
