@@ -43,6 +43,9 @@ func NewKV(addr string, conns int) (*KV, error) {
 		MaxIdleConnDuration:           90 * time.Second,
 		DisableHeaderNamesNormalizing: true,
 		NoDefaultUserAgentHeader:      true,
+		// Send the escaped key as KeyPath wrote it: normalizing would
+		// decode %2F and %2E and drop "." and ".." segments.
+		DisablePathNormalizing: true,
 	}}, nil
 }
 

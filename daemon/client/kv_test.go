@@ -122,3 +122,25 @@ func TestNewKVRejectsBadAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestKVKeyPaths checks that KV sends every key under the path KeyPath
+// gives it, whether or not the key needs escaping.
+func TestKVKeyPaths(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.EscapedPath()
+	}))
+	t.Cleanup(srv.Close)
+	kv, err := client.NewKV(srv.URL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"bench:42", "A-z_0~9", ".", "..", "a.b", "a/b", "%2F", "ü", "a b", "a?b", "a#b", "\x00"} {
+		if _, err := kv.Put(context.Background(), []byte(k), nil, client.WriteOptions{}); err != nil {
+			t.Fatalf("put %q: %v", k, err)
+		}
+		if p, want := <-got, client.KeyPath("/v1/kv/", []byte(k)); p != want {
+			t.Errorf("key %q sent as %q; want %q", k, p, want)
+		}
+	}
+}
