@@ -100,8 +100,8 @@ func New(cfg Config, self peer.ID, tr dht.Transport, st dht.Store, view View, cl
 	}
 	// No actor is continued until Start loads the lease.
 	e.space.Store(&actorSpace{{prefix: actorPrefix(string(self), 0), first: math.MaxUint64}})
-	e.writes = newBatchers(e, e.exchangeWrites)
-	e.reads = newBatchers(e, e.exchangeReads)
+	e.writes = newBatchers(e, e.exchangeWrites, writeBatchesInFlight)
+	e.reads = newBatchers(e, e.exchangeReads, readBatchesInFlight)
 	return e, nil
 }
 
