@@ -78,13 +78,13 @@ func newBenchCmd(g *globals) *cobra.Command {
 				return usagef("--api %s: ringkv bench speaks plain HTTP; give host:port or an http:// URL", cl.Addr())
 			}
 			defer kv.Close()
-			var contexts sync.Map
+			contexts := newContextMap()
 			if !bc.noFill && bc.op != "put" {
-				if err := fill(cmd.Context(), cl, bc, &contexts); err != nil {
+				if err := fill(cmd.Context(), cl, bc, contexts); err != nil {
 					return explain(err)
 				}
 			}
-			res, err := runBench(cmd.Context(), kv, bc, &contexts)
+			res, err := runBench(cmd.Context(), kv, bc, contexts)
 			if err != nil {
 				return explain(err)
 			}
@@ -135,13 +135,53 @@ func (bc benchConfig) validate() error {
 }
 
 func (bc benchConfig) key(i uint64) []byte {
-	return []byte(bc.prefix + strconv.FormatUint(i, 10))
+	return bc.appendKey(nil, i)
+}
+
+// appendKey appends key number i to b.
+func (bc benchConfig) appendKey(b []byte, i uint64) []byte {
+	return strconv.AppendUint(append(b, bc.prefix...), i, 10)
+}
+
+// contextMap holds the causal context that each key's last put returned,
+// by key number. It is sharded by key number so that the workers seldom
+// wait for each other, and costs the load generator less CPU per request
+// than a map keyed by the key's text.
+type contextMap struct {
+	shards [64]contextShard
+}
+
+type contextShard struct {
+	mu sync.Mutex
+	m  map[uint64]string // guarded by mu
+}
+
+func newContextMap() *contextMap {
+	c := &contextMap{}
+	for i := range c.shards {
+		c.shards[i].m = map[uint64]string{}
+	}
+	return c
+}
+
+func (c *contextMap) load(i uint64) string {
+	s := &c.shards[i%uint64(len(c.shards))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[i]
+}
+
+func (c *contextMap) store(i uint64, ctx string) {
+	s := &c.shards[i%uint64(len(c.shards))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[i] = ctx
 }
 
 // fill writes every key of the keyspace once, so reads find values. It
 // reads each key's context first, so that filling a keyspace a previous
 // run left behind replaces its values instead of adding siblings.
-func fill(ctx context.Context, cl *client.Client, bc benchConfig, contexts *sync.Map) error {
+func fill(ctx context.Context, cl *client.Client, bc benchConfig, contexts *contextMap) error {
 	var next atomic.Int64
 	value := make([]byte, bc.valueSize)
 	var wg sync.WaitGroup
@@ -165,7 +205,7 @@ func fill(ctx context.Context, cl *client.Client, bc benchConfig, contexts *sync
 					errc <- fmt.Errorf("filling the keyspace: %w", err)
 					return
 				}
-				contexts.Store(string(key), res.Context)
+				contexts.store(uint64(i), res.Context)
 			}
 		}()
 	}
@@ -176,6 +216,7 @@ func fill(ctx context.Context, cl *client.Client, bc benchConfig, contexts *sync
 
 // benchWorker is one client goroutine's state and results.
 type benchWorker struct {
+	key       []byte // the current request's key; reused
 	rng       *rand.Rand
 	zipf      *rand.Zipf
 	latencies []time.Duration
@@ -193,12 +234,14 @@ func (w *benchWorker) pick(bc benchConfig) uint64 {
 
 // benchClient is what a bench worker sends its requests through:
 // client.KV, whose lean HTTP client leaves the shared cores to the daemons.
+// A worker reuses its key's buffer for its next request, so a call does
+// not keep key once it returns.
 type benchClient interface {
 	Put(ctx context.Context, key, value []byte, o client.WriteOptions) (client.WriteResponse, error)
 	GetValue(ctx context.Context, key []byte, o client.ReadOptions) ([]byte, error)
 }
 
-func runBench(ctx context.Context, cl benchClient, bc benchConfig, contexts *sync.Map) (BenchResult, error) {
+func runBench(ctx context.Context, cl benchClient, bc benchConfig, contexts *contextMap) (BenchResult, error) {
 	if bc.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, bc.duration)
@@ -234,13 +277,15 @@ func runBench(ctx context.Context, cl benchClient, bc benchConfig, contexts *syn
 // carry the causal context the previous put of the same key returned, as a
 // client of a versioned store does, so repeated writes replace each other
 // instead of piling up as siblings.
-func (w *benchWorker) run(ctx context.Context, cl benchClient, bc benchConfig, value []byte, remaining *atomic.Int64, contexts *sync.Map) {
+func (w *benchWorker) run(ctx context.Context, cl benchClient, bc benchConfig, value []byte, remaining *atomic.Int64, contexts *contextMap) {
 	ropts := client.ReadOptions{Consistency: bc.consistency}
 	for ctx.Err() == nil {
 		if bc.duration == 0 && remaining.Add(-1) < 0 {
 			return
 		}
-		key := bc.key(w.pick(bc))
+		i := w.pick(bc)
+		key := bc.appendKey(w.key[:0], i)
+		w.key = key
 		read := bc.op == "get" || (bc.op == "mixed" && w.rng.Float64() < bc.readRatio)
 		t0 := time.Now()
 		var err error
@@ -248,12 +293,10 @@ func (w *benchWorker) run(ctx context.Context, cl benchClient, bc benchConfig, v
 			_, err = cl.GetValue(ctx, key, ropts)
 		} else {
 			wopts := client.WriteOptions{Consistency: bc.consistency}
-			if c, ok := contexts.Load(string(key)); ok {
-				wopts.Context = c.(string)
-			}
+			wopts.Context = contexts.load(i)
 			var res client.WriteResponse
 			if res, err = cl.Put(ctx, key, value, wopts); err == nil {
-				contexts.Store(string(key), res.Context)
+				contexts.store(i, res.Context)
 			}
 		}
 		d := time.Since(t0)

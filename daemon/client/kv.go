@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -21,6 +22,7 @@ import (
 type KV struct {
 	hc   *fasthttp.HostClient
 	addr string
+	base string // "http://" + addr + "/v1/kv/"
 }
 
 // defaultKVTimeout bounds a request whose ctx has no deadline.
@@ -37,7 +39,7 @@ func NewKV(addr string, conns int) (*KV, error) {
 		}
 		host = u.Host
 	}
-	return &KV{addr: host, hc: &fasthttp.HostClient{
+	return &KV{addr: host, base: "http://" + host + "/v1/kv/", hc: &fasthttp.HostClient{
 		Addr:                          host,
 		MaxConns:                      max(conns, 1),
 		MaxIdleConnDuration:           90 * time.Second,
@@ -59,7 +61,11 @@ func (c *KV) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteR
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	c.setURI(req, key, o.query())
+	var q url.Values
+	if o.W > 0 || o.Consistency != "" || o.TTL > 0 {
+		q = o.query()
+	}
+	c.setURI(req, key, q)
 	req.Header.SetMethod(fasthttp.MethodPut)
 	if o.Context != "" {
 		req.Header.Set(HeaderContext, o.Context)
@@ -77,7 +83,11 @@ func (c *KV) GetValue(ctx context.Context, key []byte, o ReadOptions) ([]byte, e
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	c.setURI(req, key, o.query())
+	var q url.Values
+	if o.R > 0 || o.Consistency != "" {
+		q = o.query()
+	}
+	c.setURI(req, key, q)
 	req.Header.SetMethod(fasthttp.MethodGet)
 	if err := c.do(ctx, req, resp); err != nil {
 		return nil, err
@@ -85,12 +95,38 @@ func (c *KV) GetValue(ctx context.Context, key []byte, o ReadOptions) ([]byte, e
 	return append([]byte(nil), resp.Body()...), nil
 }
 
+// setURI sets the request's URI to key's path with query q. A key of
+// letters, digits and "-_~:", which KeyPath leaves as it is, is copied
+// without escaping.
 func (c *KV) setURI(req *fasthttp.Request, key []byte, q url.Values) {
-	uri := "http://" + c.addr + KeyPath("/v1/kv/", key)
-	if len(q) > 0 {
-		uri += "?" + q.Encode()
+	buf := uriPool.Get().(*[]byte)
+	b := append((*buf)[:0], c.base...)
+	if plainKey(key) {
+		b = append(b, key...)
+	} else {
+		b = append(b, KeyPath("", key)...)
 	}
-	req.SetRequestURI(uri)
+	if len(q) > 0 {
+		b = append(append(b, '?'), q.Encode()...)
+	}
+	req.SetRequestURIBytes(b)
+	*buf = b
+	uriPool.Put(buf)
+}
+
+var uriPool = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
+// plainKey reports whether key is non-empty and only holds bytes that
+// KeyPath does not escape.
+func plainKey(key []byte) bool {
+	for _, c := range key {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '~', c == ':':
+		default:
+			return false
+		}
+	}
+	return len(key) > 0
 }
 
 // do sends req and maps transport failures and non-2xx answers to the
