@@ -53,10 +53,22 @@ type batcher[Q, A any] struct {
 	inflight int                // senders running; guarded by mu
 }
 
+// batchItem is one queued request. Its answer goes to done, or to then
+// when the request was submitted with submitThen.
 type batchItem[Q, A any] struct {
 	req  Q
 	size int
 	done chan batchResult[A] // buffered: the sender never blocks on it
+	then func(A, error)      // must not block
+}
+
+// answer hands the item its result.
+func (it *batchItem[Q, A]) answer(r batchResult[A]) {
+	if it.then != nil {
+		it.then(r.ans, r.err)
+		return
+	}
+	it.done <- r
 }
 
 type batchResult[A any] struct {
@@ -118,6 +130,24 @@ func (b *batcher[Q, A]) submit(ctx context.Context, req Q, size int) (A, error) 
 	}
 }
 
+// submitThen queues req and returns at once; then is called with its
+// answer by the goroutine that sends it, so it must not block. A write
+// fanned out to the other replicas goes this way: it needs no goroutine
+// of its own while it waits, and its batch is bounded by RequestTimeout.
+func (b *batcher[Q, A]) submitThen(req Q, size int, then func(A, error)) {
+	it := &batchItem[Q, A]{req: req, size: size, then: then}
+	b.mu.Lock()
+	b.queue = append(b.queue, it)
+	start := b.inflight < b.limit
+	if start {
+		b.inflight++
+	}
+	b.mu.Unlock()
+	if start && !b.e.goBackground(b.send) {
+		b.fail(dht.ErrClosed)
+	}
+}
+
 // fail answers every queued request with err (the engine is closing).
 func (b *batcher[Q, A]) fail(err error) {
 	b.mu.Lock()
@@ -126,7 +156,7 @@ func (b *batcher[Q, A]) fail(err error) {
 	b.inflight--
 	b.mu.Unlock()
 	for _, it := range items {
-		it.done <- batchResult[A]{err: err}
+		it.answer(batchResult[A]{err: err})
 	}
 }
 
@@ -187,9 +217,9 @@ func (b *batcher[Q, A]) sendOne(ctx context.Context) {
 	}
 	for i, it := range items {
 		if err != nil {
-			it.done <- batchResult[A]{err: err}
+			it.answer(batchResult[A]{err: err})
 		} else {
-			it.done <- batchResult[A]{ans: answers[i], err: errs[i]}
+			it.answer(batchResult[A]{ans: answers[i], err: errs[i]})
 		}
 	}
 }

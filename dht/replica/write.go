@@ -403,14 +403,16 @@ type writeResult struct {
 	err error
 }
 
-// fanout is a write being sent to the other targets in parallel.
+// fanout is a write being sent to the other targets in parallel. Each
+// replica write is queued on its peer's batcher with a callback that posts
+// its result (see submitThen): no goroutine waits for it.
 type fanout struct {
 	e        *Engine
 	pos      uint64
 	key      []byte
 	rec      dht.Record
 	targets  []target
-	results  chan writeResult
+	results  chan writeResult // room for every send: callbacks never block
 	done     chan struct{}
 	inflight int
 	next     func() (peer.ID, bool) // fallbacks, made on the first failure
@@ -418,8 +420,10 @@ type fanout struct {
 
 // startFanout sends rec to every target but this node.
 func (e *Engine) startFanout(pos uint64, key []byte, rec dht.Record, targets []target) *fanout {
+	// Each target is sent once, and each failure brings at most one of
+	// fallbacks' 2N nodes.
 	f := &fanout{e: e, pos: pos, key: key, rec: rec, targets: targets,
-		results: make(chan writeResult), done: make(chan struct{})}
+		results: make(chan writeResult, len(targets)+2*e.cfg.Replicas), done: make(chan struct{})}
 	for _, t := range targets {
 		if t.id != e.self {
 			f.send(t)
@@ -429,21 +433,18 @@ func (e *Engine) startFanout(pos uint64, key []byte, rec dht.Record, targets []t
 }
 
 func (f *fanout) send(t target) {
-	launched := f.e.goBackground(func(bg context.Context) {
-		cctx, cancel := context.WithTimeout(bg, f.e.cfg.RequestTimeout)
-		defer cancel()
-		err := f.e.callWrite(cctx, t, f.key, f.rec)
+	req, size := writeRequest(t, f.key, f.rec)
+	f.inflight++
+	f.e.writes.to(t.id).submitThen(req, size, func(_ struct{}, err error) {
 		select {
-		case f.results <- writeResult{t, err}:
 		case <-f.done:
 			if err != nil {
 				f.e.log.Debug("replica write failed after the answer", "peer", t.id, "err", err)
 			}
+		default:
 		}
+		f.results <- writeResult{t, err}
 	})
-	if launched {
-		f.inflight++
-	}
 }
 
 // abandon stops waiting; writes in flight finish in the background.
@@ -498,6 +499,13 @@ func (f *fanout) fallback(t target) {
 // callWrite sends one replica write to t, coalesced with other writes to
 // the same peer (see batch.go).
 func (e *Engine) callWrite(ctx context.Context, t target, key []byte, rec dht.Record) error {
+	req, size := writeRequest(t, key, rec)
+	_, err := e.writes.to(t.id).submit(ctx, req, size)
+	return err
+}
+
+// writeRequest is the replica write of rec to t, and its size in a batch.
+func writeRequest(t target, key []byte, rec dht.Record) (*pb.WriteRequest, int) {
 	req := &pb.WriteRequest{Key: key, Record: dht.RecordToPB(rec)}
 	if t.hintFor != "" {
 		req.HintFor = []byte(t.hintFor)
@@ -506,8 +514,7 @@ func (e *Engine) callWrite(ctx context.Context, t target, key []byte, rec dht.Re
 	for _, v := range rec.Versions {
 		size += len(v.Value) + 32
 	}
-	_, err := e.writes.to(t.id).submit(ctx, req, size)
-	return err
+	return req, size
 }
 
 func (e *Engine) handleWrite(ctx context.Context, r *pb.WriteRequest) (*pb.KVResponse, error) {
