@@ -229,6 +229,12 @@ func (d *Daemon) registerGauges() {
 		func() float64 { h, _ := d.store.CacheStats(); return float64(h) })
 	d.metrics.counter("ringkv_store_cache_misses_total", "Store reads that went to Badger.",
 		func() float64 { _, m := d.store.CacheStats(); return float64(m) })
+	d.metrics.counter("ringkv_store_commits_total", "Badger commits made by the store's group committer.",
+		func() float64 { c, _, _ := d.store.CommitStats(); return float64(c) })
+	d.metrics.counter("ringkv_store_commit_requests_total", "Write requests carried by those commits.",
+		func() float64 { _, r, _ := d.store.CommitStats(); return float64(r) })
+	d.metrics.counter("ringkv_store_commit_seconds_total", "Time the group committer spent in Badger commits; as fast as the clock when it is saturated.",
+		func() float64 { _, _, b := d.store.CommitStats(); return b.Seconds() })
 	d.metrics.gauge("ringkv_peers_connected", "Peers with an open libp2p connection.", func() float64 {
 		return float64(len(connectedPeers(d.host)))
 	})

@@ -67,7 +67,7 @@ func BenchmarkPutParallel(b *testing.B) {
 				var n atomic.Int64
 				procs := runtime.GOMAXPROCS(0)
 				b.SetParallelism((benchWriters + procs - 1) / procs)
-				c0, r0 := s.CommitStatsForTest()
+				c0, r0, _ := s.CommitStats()
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
@@ -79,7 +79,7 @@ func BenchmarkPutParallel(b *testing.B) {
 				})
 				b.StopTimer()
 				reportOps(b, b.N)
-				if c, r := s.CommitStatsForTest(); c > c0 {
+				if c, r, _ := s.CommitStats(); c > c0 {
 					b.ReportMetric(float64(r-r0)/float64(c-c0), "writes/commit")
 				}
 			})

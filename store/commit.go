@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -74,6 +75,7 @@ type committer struct {
 
 	commits  atomic.Int64 // Badger transactions committed (or attempted)
 	requests atomic.Int64 // requests those transactions carried
+	busy     atomic.Int64 // nanoseconds spent in Badger's commits
 
 	// afterCommit, when set (by tests, before the commits it is to see),
 	// runs on the committer after each Badger commit and before the
@@ -236,7 +238,9 @@ func (c *committer) commit(group []*commitReq, txn *badger.Txn) {
 		}
 	}
 	ts := c.vers.next()
+	start := time.Now()
 	err := txn.CommitAt(ts, nil)
+	c.busy.Add(int64(time.Since(start)))
 	c.vers.committed(ts)
 	if c.afterCommit != nil {
 		c.afterCommit()

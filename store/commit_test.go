@@ -58,9 +58,9 @@ func TestCommitGroupSplitsAtBadgerLimit(t *testing.T) {
 			for i, n := range tt.records {
 				group = append(group, request(t, fmt.Sprintf("%s/%d", tt.name, i), n, valueLen))
 			}
-			before, _ := s.CommitStatsForTest()
+			before, _, _ := s.CommitStats()
 			s.commit.commitGroup(group)
-			if after, _ := s.CommitStatsForTest(); after-before != tt.commits {
+			if after, _, _ := s.CommitStats(); after-before != tt.commits {
 				t.Errorf("%d Badger commits, want %d", after-before, tt.commits)
 			}
 			for i, r := range group {

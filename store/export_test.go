@@ -87,12 +87,6 @@ var directTs = func() *atomic.Uint64 { var c atomic.Uint64; c.Store(1 << 40); re
 // GCPassesForTest is the number of completed value-log GC passes.
 func (s *Badger) GCPassesForTest() int64 { return s.gc.runs.Load() }
 
-// CommitStatsForTest returns how many Badger commits the group committer
-// made and how many requests they carried.
-func (s *Badger) CommitStatsForTest() (commits, requests int64) {
-	return s.commit.commits.Load(), s.commit.requests.Load()
-}
-
 // lastForTest is the newest committed timestamp.
 func (v *versions) lastForTest() uint64 {
 	v.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -217,6 +218,13 @@ func (s *Badger) Delete(ctx context.Context, key []byte) error {
 // record goes to the value log. A PutBatch over the limit fails with
 // ErrBatchTooLarge; callers streaming many records split them well below it.
 func (s *Badger) MaxBatchBytes() int64 { return s.db.MaxBatchSize() }
+
+// CommitStats returns how many Badger commits the group committer made,
+// how many write requests they carried, and how long they took in all:
+// the committer is saturated when that time grows as fast as the clock.
+func (s *Badger) CommitStats() (commits, requests int64, busy time.Duration) {
+	return s.commit.commits.Load(), s.commit.requests.Load(), time.Duration(s.commit.busy.Load())
+}
 
 // CacheStats returns how many Gets the record cache answered and how many
 // went to Badger since Open.

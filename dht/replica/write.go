@@ -397,9 +397,10 @@ func targetsHave(ts []target, id peer.ID) bool {
 	return false
 }
 
-// writeResult is one replica's answer to a fanned-out write.
+// writeResult is one replica's answer to a fanned-out write: the index
+// of its target in fanout.sent, and the error.
 type writeResult struct {
-	t   target
+	i   int
 	err error
 }
 
@@ -410,8 +411,10 @@ type fanout struct {
 	e        *Engine
 	pos      uint64
 	key      []byte
-	rec      dht.Record
+	rec      *pb.Record // the record in its wire form, shared by every send
+	size     int        // its size in a batch
 	targets  []target
+	sent     []target         // where it was sent, in order
 	results  chan writeResult // room for every send: callbacks never block
 	done     chan struct{}
 	inflight int
@@ -422,7 +425,7 @@ type fanout struct {
 func (e *Engine) startFanout(pos uint64, key []byte, rec dht.Record, targets []target) *fanout {
 	// Each target is sent once, and each failure brings at most one of
 	// fallbacks' 2N nodes.
-	f := &fanout{e: e, pos: pos, key: key, rec: rec, targets: targets,
+	f := &fanout{e: e, pos: pos, key: key, rec: dht.RecordToPB(rec), size: batchSize(key, rec), targets: targets,
 		results: make(chan writeResult, len(targets)+2*e.cfg.Replicas), done: make(chan struct{})}
 	for _, t := range targets {
 		if t.id != e.self {
@@ -432,10 +435,18 @@ func (e *Engine) startFanout(pos uint64, key []byte, rec dht.Record, targets []t
 	return f
 }
 
+// send queues the write to t. The wire record is shared by every send: a
+// message is only read once built, and marshalling it from several
+// goroutines at once is safe.
 func (f *fanout) send(t target) {
-	req, size := writeRequest(t, f.key, f.rec)
+	req := &pb.WriteRequest{Key: f.key, Record: f.rec}
+	if t.hintFor != "" {
+		req.HintFor = []byte(t.hintFor)
+	}
+	i := len(f.sent)
+	f.sent = append(f.sent, t)
 	f.inflight++
-	f.e.writes.to(t.id).submitThen(req, size, func(_ struct{}, err error) {
+	f.e.writes.to(t.id).submitThen(req, f.size, func(_ struct{}, err error) {
 		select {
 		case <-f.done:
 			if err != nil {
@@ -443,7 +454,7 @@ func (f *fanout) send(t target) {
 			}
 		default:
 		}
-		f.results <- writeResult{t, err}
+		f.results <- writeResult{i, err}
 	})
 }
 
@@ -460,17 +471,18 @@ func (f *fanout) wait(ctx context.Context, need int) (acks, hinted int) {
 		select {
 		case r := <-f.results:
 			f.inflight--
+			t := f.sent[r.i]
 			if r.err == nil {
 				acks++
-				if r.t.hintFor != "" {
+				if t.hintFor != "" {
 					hinted++
 					f.e.m.hinted.Inc()
 				}
 				continue
 			}
-			f.e.log.Debug("replica write failed", "peer", r.t.id, "err", r.err)
-			if !r.t.pending {
-				f.fallback(r.t)
+			f.e.log.Debug("replica write failed", "peer", t.id, "err", r.err)
+			if !t.pending {
+				f.fallback(t)
 			}
 		case <-ctx.Done():
 			return acks, hinted
@@ -499,22 +511,21 @@ func (f *fanout) fallback(t target) {
 // callWrite sends one replica write to t, coalesced with other writes to
 // the same peer (see batch.go).
 func (e *Engine) callWrite(ctx context.Context, t target, key []byte, rec dht.Record) error {
-	req, size := writeRequest(t, key, rec)
-	_, err := e.writes.to(t.id).submit(ctx, req, size)
-	return err
-}
-
-// writeRequest is the replica write of rec to t, and its size in a batch.
-func writeRequest(t target, key []byte, rec dht.Record) (*pb.WriteRequest, int) {
 	req := &pb.WriteRequest{Key: key, Record: dht.RecordToPB(rec)}
 	if t.hintFor != "" {
 		req.HintFor = []byte(t.hintFor)
 	}
+	_, err := e.writes.to(t.id).submit(ctx, req, batchSize(key, rec))
+	return err
+}
+
+// batchSize is what a replica write of rec counts for in a batch.
+func batchSize(key []byte, rec dht.Record) int {
 	size := len(key)
 	for _, v := range rec.Versions {
 		size += len(v.Value) + 32
 	}
-	return req, size
+	return size
 }
 
 func (e *Engine) handleWrite(ctx context.Context, r *pb.WriteRequest) (*pb.KVResponse, error) {
