@@ -75,23 +75,31 @@ const (
 // prefix, percent-decoded.
 func (d *Daemon) keyed(prefix string, h func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		seg := strings.TrimPrefix(r.URL.EscapedPath(), prefix)
-		if strings.Contains(seg, "/") {
-			writeError(w, http.StatusBadRequest, "the key must be one path segment: percent-encode '/' in keys as %%2F")
+		key, err := d.parseKey(strings.TrimPrefix(r.URL.EscapedPath(), prefix))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
-		key, err := url.PathUnescape(seg)
-		switch {
-		case err != nil:
-			writeError(w, http.StatusBadRequest, "the key is not validly percent-encoded: %v", err)
-		case key == "":
-			writeError(w, http.StatusBadRequest, "empty key: give a key of 1 to %d bytes", d.cfg.MaxKeySize)
-		case len(key) > d.cfg.MaxKeySize:
-			writeError(w, http.StatusBadRequest, "key is %d bytes, over the %d-byte limit (max_key_size): use a shorter key", len(key), d.cfg.MaxKeySize)
-		default:
-			h(w, r, []byte(key))
-		}
+		h(w, r, key)
 	}
+}
+
+// parseKey decodes the escaped path segment that names a key and checks
+// it, or says what is wrong with it.
+func (d *Daemon) parseKey(seg string) ([]byte, error) {
+	if strings.Contains(seg, "/") {
+		return nil, errors.New("the key must be one path segment: percent-encode '/' in keys as %2F")
+	}
+	key, err := url.PathUnescape(seg)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("the key is not validly percent-encoded: %v", err)
+	case key == "":
+		return nil, fmt.Errorf("empty key: give a key of 1 to %d bytes", d.cfg.MaxKeySize)
+	case len(key) > d.cfg.MaxKeySize:
+		return nil, fmt.Errorf("key is %d bytes, over the %d-byte limit (max_key_size): use a shorter key", len(key), d.cfg.MaxKeySize)
+	}
+	return []byte(key), nil
 }
 
 func (d *Daemon) handleLocate(w http.ResponseWriter, r *http.Request, key []byte) {

@@ -54,22 +54,12 @@ func (d *Daemon) serveKV(ctx *fasthttp.RequestCtx, seg []byte) {
 
 // kvKey decodes and checks the key, or answers 400.
 func (d *Daemon) kvKey(ctx *fasthttp.RequestCtx, seg []byte) ([]byte, bool) {
-	if bytes.IndexByte(seg, '/') >= 0 {
-		fastError(ctx, http.StatusBadRequest, "the key must be one path segment: percent-encode '/' in keys as %%2F")
+	key, err := d.parseKey(string(seg))
+	if err != nil {
+		fastError(ctx, http.StatusBadRequest, "%v", err)
 		return nil, false
 	}
-	key, err := url.PathUnescape(string(seg))
-	switch {
-	case err != nil:
-		fastError(ctx, http.StatusBadRequest, "the key is not validly percent-encoded: %v", err)
-	case key == "":
-		fastError(ctx, http.StatusBadRequest, "empty key: give a key of 1 to %d bytes", d.cfg.MaxKeySize)
-	case len(key) > d.cfg.MaxKeySize:
-		fastError(ctx, http.StatusBadRequest, "key is %d bytes, over the %d-byte limit (max_key_size): use a shorter key", len(key), d.cfg.MaxKeySize)
-	default:
-		return []byte(key), true
-	}
-	return nil, false
+	return key, true
 }
 
 func (d *Daemon) kvPut(ctx *fasthttp.RequestCtx, key []byte) {

@@ -108,14 +108,7 @@ func (bs *batchers[Q, A]) to(id peer.ID) *batcher[Q, A] {
 // requests still queued after that go on in the background.
 func (b *batcher[Q, A]) submit(ctx context.Context, req Q, size int) (A, error) {
 	it := &batchItem[Q, A]{req: req, size: size, done: make(chan batchResult[A], 1)}
-	b.mu.Lock()
-	b.queue = append(b.queue, it)
-	start := b.inflight < b.limit
-	if start {
-		b.inflight++
-	}
-	b.mu.Unlock()
-	if start {
+	if b.enqueue(it) {
 		b.sendOne(b.e.ctx)
 		if b.release() && !b.e.goBackground(b.send) {
 			b.fail(dht.ErrClosed)
@@ -135,17 +128,22 @@ func (b *batcher[Q, A]) submit(ctx context.Context, req Q, size int) (A, error) 
 // fanned out to the other replicas goes this way: it needs no goroutine
 // of its own while it waits, and its batch is bounded by RequestTimeout.
 func (b *batcher[Q, A]) submitThen(req Q, size int, then func(A, error)) {
-	it := &batchItem[Q, A]{req: req, size: size, then: then}
+	if b.enqueue(&batchItem[Q, A]{req: req, size: size, then: then}) && !b.e.goBackground(b.send) {
+		b.fail(dht.ErrClosed)
+	}
+}
+
+// enqueue queues it and reports whether the caller must start a sender
+// (fewer than limit are running; the count already includes it).
+func (b *batcher[Q, A]) enqueue(it *batchItem[Q, A]) (start bool) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.queue = append(b.queue, it)
-	start := b.inflight < b.limit
+	start = b.inflight < b.limit
 	if start {
 		b.inflight++
 	}
-	b.mu.Unlock()
-	if start && !b.e.goBackground(b.send) {
-		b.fail(dht.ErrClosed)
-	}
+	return start
 }
 
 // fail answers every queued request with err (the engine is closing).
