@@ -154,7 +154,7 @@ func buildLocalTree(ctx context.Context, st dht.Store, arc ring.Arc, maxDepth in
 }
 
 // getLocal returns this node's replica record of key; found is false when
-// it has none (or it expired).
+// it has none.
 func getLocal(ctx context.Context, st dht.Store, key []byte) (dht.Record, bool, error) {
 	rec, err := st.Get(ctx, dataKey(key))
 	switch {

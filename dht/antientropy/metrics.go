@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ringkv_antientropy_handoff_keys_total", Help: "Records of arcs this node no longer replicates, handed off and deleted.",
 		}),
 		tombstones: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ringkv_antientropy_tombstones_total", Help: "Expired tombstones examined for collection, by outcome.",
+			Name: "ringkv_antientropy_tombstones_total", Help: "Deleted and expired records past the grace examined for collection, by outcome.",
 		}, []string{"outcome"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ringkv_antientropy_refused_total", Help: "Sync requests refused as malformed or oversized, by reason.",
