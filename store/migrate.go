@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
@@ -32,7 +33,7 @@ func (s *Badger) stripBadgerTTLs(ctx context.Context) (int, error) {
 	err := s.db.View(func(txn *badger.Txn) error {
 		_, err := txn.Get(metaTTLStripped)
 		done = err == nil
-		if err == badger.ErrKeyNotFound {
+		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}
 		return err

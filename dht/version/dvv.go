@@ -129,13 +129,11 @@ func Update(local dht.Record, clientCtx []dht.Dot, v dht.Version, actor uint64, 
 func UpdateLWW(local dht.Record, clientCtx []dht.Dot, v dht.Version, actor uint64, now int64) dht.Record {
 	l := Canonical(local)
 	for _, s := range l.Versions {
-		if v.WriteID != 0 && s.WriteID == v.WriteID {
-			return l // a retry of a write this replica already applied
-		}
 		if s.Timestamp >= v.Timestamp && s.Timestamp < math.MaxInt64 {
 			v.Timestamp = s.Timestamp + 1
 		}
 	}
+	// Update returns l unchanged for a retry of a write l already holds.
 	return Update(l, joinContext(l.Context, canonContext(clientCtx, nil)), v, actor, now)
 }
 
