@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -53,18 +55,38 @@ func (d *Daemon) newAPIServer() *fasthttp.Server {
 			}
 			slow(ctx)
 		},
-		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
-			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-				fastError(ctx, http.StatusRequestEntityTooLarge, "the request body is over the %d-byte limit (max_value_size): store a smaller value", d.cfg.MaxValueSize)
-				return
-			}
-			fastError(ctx, http.StatusBadRequest, "malformed request: %v", err)
-		},
+		ErrorHandler:          apiErrorHandler(d.cfg.MaxValueSize),
 		ReadTimeout:           apiReadTimeout,
 		IdleTimeout:           apiIdleTimeout,
 		MaxRequestBodySize:    2 * d.cfg.MaxValueSize,
 		NoDefaultServerHeader: true,
 		Logger:                fastLogger{d.log},
+	}
+}
+
+// apiErrorHandler answers a request fasthttp could not read. An HTTP
+// client may open a connection it never uses (Go's Transport dials one for
+// a request that another connection then serves, and parks it idle): when
+// the read timeout ends such a connection, it is closed without an answer,
+// as net/http's server does, since an answer on it would reach the client
+// as an unsolicited response (net/http logs one for each). fasthttp hands
+// over the connection's own error, unwrapped, when nothing of a request
+// was read, and also when a request's body stops short, for it discards
+// the request then: those connections too are closed without an answer.
+// A header cut short by the timeout gets 408, anything unparsable 400.
+func apiErrorHandler(maxValueSize int) func(*fasthttp.RequestCtx, error) {
+	return func(ctx *fasthttp.RequestCtx, err error) {
+		_, connErr := err.(*net.OpError)
+		switch {
+		case connErr:
+			ctx.Conn().Close() // the answer fasthttp writes next goes nowhere
+		case errors.Is(err, fasthttp.ErrBodyTooLarge):
+			fastError(ctx, http.StatusRequestEntityTooLarge, "the request body is over the %d-byte limit (max_value_size): store a smaller value", maxValueSize)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			fastError(ctx, http.StatusRequestTimeout, "the request did not arrive whole within %v: send it again", apiReadTimeout)
+		default:
+			fastError(ctx, http.StatusBadRequest, "malformed request: %v", err)
+		}
 	}
 }
 
