@@ -187,7 +187,8 @@ func (d *Daemon) kvWriteOptions(ctx *fasthttp.RequestCtx) (node.WriteOptions, bo
 	return opts, true
 }
 
-// kvQuorum is quorumParam for the key-value endpoints.
+// kvQuorum turns ?w=K or ?r=K, or ?consistency=one|quorum|all, into a
+// replica count (0 for the cluster default), or answers 400.
 func (d *Daemon) kvQuorum(ctx *fasthttp.RequestCtx, num, level []byte, name string) (int, bool) {
 	if len(num) > 0 && len(level) > 0 {
 		fastError(ctx, http.StatusBadRequest, "give either %s or consistency, not both", name)

@@ -116,17 +116,28 @@ type WriteOptions struct {
 	Context     string // causal context from a previous read
 }
 
+// query is o's query parameters; nil when none is set.
 func (o WriteOptions) query() url.Values {
-	q := url.Values{}
+	var q url.Values
 	if o.W > 0 {
-		q.Set("w", strconv.Itoa(o.W))
+		q = param(q, "w", strconv.Itoa(o.W))
 	}
 	if o.Consistency != "" {
-		q.Set("consistency", o.Consistency)
+		q = param(q, "consistency", o.Consistency)
 	}
 	if o.TTL > 0 {
-		q.Set("ttl", o.TTL.String())
+		q = param(q, "ttl", o.TTL.String())
 	}
+	return q
+}
+
+// param sets k to v in q, making q if it is nil, so that a request with
+// no option set costs no map.
+func param(q url.Values, k, v string) url.Values {
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set(k, v)
 	return q
 }
 
@@ -136,13 +147,14 @@ type ReadOptions struct {
 	Consistency string
 }
 
+// query is o's query parameters; nil when none is set.
 func (o ReadOptions) query() url.Values {
-	q := url.Values{}
+	var q url.Values
 	if o.R > 0 {
-		q.Set("r", strconv.Itoa(o.R))
+		q = param(q, "r", strconv.Itoa(o.R))
 	}
 	if o.Consistency != "" {
-		q.Set("consistency", o.Consistency)
+		q = param(q, "consistency", o.Consistency)
 	}
 	return q
 }
@@ -172,8 +184,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteR
 // Get reads key with all its siblings and causal context.
 func (c *Client) Get(ctx context.Context, key []byte, o ReadOptions) (GetResponse, error) {
 	var out GetResponse
-	q := o.query()
-	q.Set("format", "json")
+	q := param(o.query(), "format", "json")
 	err := c.do(ctx, http.MethodGet, KeyPath("/v1/kv/", key), q, nil, nil, &out)
 	var ae *APIError
 	if errors.Is(err, ErrNotFound) && errors.As(err, &ae) {

@@ -61,11 +61,7 @@ func (c *KV) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteR
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	var q url.Values
-	if o.W > 0 || o.Consistency != "" || o.TTL > 0 {
-		q = o.query()
-	}
-	c.setURI(req, key, q)
+	c.setURI(req, key, o.query())
 	req.Header.SetMethod(fasthttp.MethodPut)
 	if o.Context != "" {
 		req.Header.Set(HeaderContext, o.Context)
@@ -83,11 +79,7 @@ func (c *KV) GetValue(ctx context.Context, key []byte, o ReadOptions) ([]byte, e
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	var q url.Values
-	if o.R > 0 || o.Consistency != "" {
-		q = o.query()
-	}
-	c.setURI(req, key, q)
+	c.setURI(req, key, o.query())
 	req.Header.SetMethod(fasthttp.MethodGet)
 	if err := c.do(ctx, req, resp); err != nil {
 		return nil, err
