@@ -233,7 +233,7 @@ func (d *Daemon) registerGauges() {
 		func() float64 { c, _, _ := d.store.CommitStats(); return float64(c) })
 	d.metrics.counter("ringkv_store_commit_requests_total", "Write requests carried by those commits.",
 		func() float64 { _, r, _ := d.store.CommitStats(); return float64(r) })
-	d.metrics.counter("ringkv_store_commit_seconds_total", "Time the group committer spent in Badger commits; as fast as the clock when it is saturated.",
+	d.metrics.counter("ringkv_store_commit_seconds_total", "Time the group committer spent committing (the commit log's write and fdatasync, and Badger's commit); as fast as the clock when it is saturated.",
 		func() float64 { _, _, b := d.store.CommitStats(); return b.Seconds() })
 	d.metrics.gauge("ringkv_peers_connected", "Peers with an open libp2p connection.", func() float64 {
 		return float64(len(connectedPeers(d.host)))

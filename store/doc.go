@@ -18,9 +18,11 @@
 //     written by releases that gave them Badger's TTL still vanish when it
 //     passes, as Badger hides them itself.
 //   - Durability: with Config.SyncWrites (the default), a Put, PutBatch or
-//     Delete that returns nil has been fsynced. Concurrent writes share one
-//     commit and one fsync (group commit, see commit.go). A PutBatch is
-//     atomic, also across crashes.
+//     Delete that returns nil is in the store's commit log and fdatasynced
+//     (see commitlog.go); Badger runs without syncs of its own, and Open
+//     replays the log over whatever of Badger's state a machine crash lost.
+//     Concurrent writes share one commit and one fdatasync (group commit,
+//     see commit.go). A PutBatch is atomic, also across crashes.
 //   - Deletes remove the key outright; the dht layer's tombstones are
 //     ordinary records.
 //
@@ -36,9 +38,9 @@
 // callback.
 //
 // Background work: Badger flushes and compacts on its own goroutines; the
-// store adds a group committer and a value-log GC loop
-// (Config.GCInterval). Badger's log lines go to Config.Logger, at debug
-// except its warnings and errors.
+// store adds a group committer, the commit log's checkpoints and a
+// value-log GC loop (Config.GCInterval). Badger's log lines go to
+// Config.Logger, at debug except its warnings and errors.
 //
 // Memory: DefaultConfig shrinks Badger's buffers and caches for a daemon
 // that shares its host. An empty store open and idle adds about 2 MiB to the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ const gcDiscardRatio = 0.5
 // nothing more to rewrite. It is a no-op when the interval is 0.
 type valueLogGC struct {
 	db       *badger.DB
+	clog     *commitLog // nil without SyncWrites
 	interval time.Duration
 	log      *slog.Logger
 	cancel   context.CancelFunc
@@ -27,9 +29,9 @@ type valueLogGC struct {
 	runs     atomic.Int64 // completed GC passes, for tests
 }
 
-func startValueLogGC(db *badger.DB, interval time.Duration, log *slog.Logger) *valueLogGC {
+func startValueLogGC(db *badger.DB, clog *commitLog, interval time.Duration, log *slog.Logger) *valueLogGC {
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &valueLogGC{db: db, interval: interval, log: log, cancel: cancel}
+	g := &valueLogGC{db: db, clog: clog, interval: interval, log: log, cancel: cancel}
 	if interval > 0 {
 		g.wg.Add(1)
 		go g.loop(ctx)
@@ -64,7 +66,7 @@ func (g *valueLogGC) pass(ctx context.Context) {
 	start := time.Now()
 	rewritten := 0
 	for ctx.Err() == nil {
-		err := g.db.RunValueLogGC(gcDiscardRatio)
+		err := g.rewriteOne(ctx)
 		if err == nil {
 			rewritten++
 			continue
@@ -79,4 +81,29 @@ func (g *valueLogGC) pass(ctx context.Context) {
 	if rewritten > 0 {
 		g.log.Debug("value-log gc", "op", "gc", "files", rewritten, "took", time.Since(start))
 	}
+}
+
+// rewriteOne runs one Badger value-log GC. Badger moves the live values of
+// the file it picks through its own write path, which does not sync (the
+// store runs it without SyncWrites), and then deletes the file. With a
+// commit log, the moved values were logged long ago, so they must be
+// durable before the file goes: an open iterator makes Badger defer the
+// deletion until the iterator closes, and it closes once Badger's state is
+// durable.
+func (g *valueLogGC) rewriteOne(ctx context.Context) error {
+	if g.clog == nil {
+		return g.db.RunValueLogGC(gcDiscardRatio)
+	}
+	txn := g.db.NewTransactionAt(math.MaxUint64, false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{})
+	defer it.Close()
+	err := g.db.RunValueLogGC(gcDiscardRatio)
+	if err == nil {
+		if derr := g.clog.waitDurable(ctx.Done()); derr != nil {
+			g.log.Warn("value-log gc: the moved values could not be made durable before their old file is deleted",
+				"op", "gc", "err", derr.Error())
+		}
+	}
+	return err
 }

@@ -23,6 +23,7 @@ type Badger struct {
 	db  *badger.DB
 
 	gate   gate
+	clog   *commitLog // nil without SyncWrites
 	vers   *versions
 	cache  *recordCache
 	commit *committer
@@ -62,8 +63,16 @@ func Open(cfg Config) (*Badger, error) {
 	s.gate.init()
 	s.vers = newVersions(db)
 	s.cache = newRecordCache(cfg.RecordCacheSize)
-	s.commit = newCommitter(db, s.vers, s.cache, log)
-	s.gc = startValueLogGC(db, cfg.GCInterval, log)
+	if cfg.SyncWrites {
+		s.clog, err = openCommitLog(dir, db, cfg.CommitLogSegmentSize, log, s.replay)
+	} else {
+		err = discardCommitLog(dir, db, log, s.replay)
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("store: open %s: %w", dir, err), db.Close())
+	}
+	s.commit = newCommitter(db, s.clog, s.vers, s.cache, log)
+	s.gc = startValueLogGC(db, s.clog, cfg.GCInterval, log)
 	n, err := s.stripBadgerTTLs(context.Background())
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open %s: %w", dir, err), s.Close())
@@ -85,12 +94,46 @@ func (s *Badger) Close() error {
 		s.gate.close()
 		s.gc.stop()
 		s.commit.stop()
+		if s.clog != nil {
+			s.clog.stop()
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("store: close %s: %v", s.dir, err)
+		} else if s.clog != nil {
+			if err := s.clog.closed(); err != nil {
+				s.closeErr = fmt.Errorf("store: close %s: commit log: %v", s.dir, err)
+			}
 		}
 		s.log.Debug("store closed", "dir", s.dir, "err", s.closeErr)
 	})
 	return s.closeErr
+}
+
+// replay commits the mutations of one commit-log record to Badger, in one
+// transaction if they fit (they did when they were logged, unless the
+// memtable size has shrunk since).
+func (s *Badger) replay(muts []mutation) error {
+	for len(muts) > 0 {
+		txn := s.vers.newWrite()
+		n := 0
+		for ; n < len(muts); n++ {
+			if err := addMutations(txn, muts[n:n+1]); err != nil {
+				if n == 0 || !errors.Is(err, badger.ErrTxnTooBig) {
+					txn.Discard()
+					return err
+				}
+				break
+			}
+		}
+		ts := s.vers.next()
+		err := txn.CommitAt(ts, nil)
+		s.vers.committed(ts)
+		if err != nil {
+			return err
+		}
+		muts = muts[n:]
+	}
+	return nil
 }
 
 // Get returns the record under key, or dht.ErrNotFound if there is none. Undecodable bytes on disk give an error
