@@ -258,6 +258,9 @@ func (c *committer) commit(group []*commitReq, txn *badger.Txn) {
 	err := txn.CommitAt(ts, nil)
 	c.busy.Add(int64(time.Since(start)))
 	c.vers.committed(ts)
+	if c.clog != nil {
+		c.clog.recordApplied(c.clog.seq) // only this goroutine changes seq
+	}
 	if c.afterCommit != nil {
 		c.afterCommit()
 	}

@@ -47,9 +47,9 @@ import (
 //	        value length, value
 //
 // Checkpoints. A segment is kept until Badger holds its records durably.
-// When the log moves on to a new segment, a background checkpoint makes
-// what Badger holds durable (durableBadger) and then releases the older
-// segments. The newest released segment is renamed to the next sequence
+// Once Badger has applied a record of a newer segment, a background
+// checkpoint makes what Badger holds durable (durableBadger) and then
+// releases the older segments. The newest released segment is renamed to the next sequence
 // number and written over, so that the log's fdatasyncs find their blocks
 // allocated; records from its earlier life fail the CRC, which covers the
 // sequence number.
@@ -66,11 +66,9 @@ const (
 	commitLogDir = "commitlog"
 	// recordHeaderSize is the length and the CRC.
 	recordHeaderSize = 8
-	// checkpointRetry is how long a checkpoint waits before trying again
-	// when Badger still has a memtable waiting for its flush.
-	checkpointRetry = 500 * time.Millisecond
-	// durableWait bounds how long durableBadger waits for Badger's flushes.
-	durableWait = 30 * time.Second
+	// checkpointRetry is how long the log waits to retry a checkpoint
+	// that failed.
+	checkpointRetry = time.Second
 	// fillChunk is how far ahead of the records a new segment is filled
 	// with zeros. An fdatasync after a write that grew the file must also
 	// write the file's new size (a journal commit on ext4), one after a
@@ -105,8 +103,11 @@ type commitLog struct {
 	mu   sync.Mutex
 	seq  uint64   // current segment; guarded by mu
 	segs []uint64 // segments on disk not yet released, oldest first, current last; guarded by mu
+	// applied is the segment of the newest record Badger has applied:
+	// every record of the segments before it is in Badger. Guarded by mu.
+	applied uint64
 	// vlogFrom is the lowest value-log file id that may hold writes not yet
-	// fsynced; guarded by durMu.
+	// fsynced (see syncBadger); guarded by durMu.
 	durMu    sync.Mutex
 	vlogFrom uint32
 
@@ -194,6 +195,7 @@ func openCommitLog(storeDir string, db *badger.DB, segSize int64, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	l.applied = l.seq // the replayed records are in Badger
 	l.wg.Add(1)
 	go l.checkpoints()
 	if len(l.segs) > 1 {
@@ -203,8 +205,9 @@ func openCommitLog(storeDir string, db *badger.DB, segSize int64, log *slog.Logg
 }
 
 // discardCommitLog is openCommitLog for a store opened without
-// SyncWrites: a log left by an earlier run with SyncWrites is replayed and
-// removed, so that it cannot be replayed later over newer writes.
+// SyncWrites: a log left by an earlier run with SyncWrites is replayed,
+// made durable in Badger, and removed, oldest segment first, so that it
+// cannot be replayed later over newer writes.
 func discardCommitLog(storeDir string, db *badger.DB, log *slog.Logger, apply func([]mutation) error) error {
 	dir := filepath.Join(storeDir, commitLogDir)
 	seqs, err := listSegments(dir)
@@ -222,10 +225,18 @@ func discardCommitLog(storeDir string, db *badger.DB, log *slog.Logger, apply fu
 		}
 		records += n
 	}
-	if err := db.Sync(); err != nil {
+	if _, err := syncBadger(storeDir, 0); err != nil {
 		return fmt.Errorf("commit log: %w", err)
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	for _, seq := range seqs {
+		if err := os.Remove(segmentPath(dir, seq)); err != nil {
+			return fmt.Errorf("commit log: %w", err)
+		}
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("commit log: %w", err)
+		}
+	}
+	if err := os.Remove(dir); err != nil {
 		return fmt.Errorf("commit log: %w", err)
 	}
 	log.Info("replayed and removed the commit log (the store is opened without sync writes)",
@@ -409,15 +420,23 @@ func (l *commitLog) fill(end int64) error {
 	return nil
 }
 
-// rotate moves the log to the next segment and asks for a checkpoint: every
-// record of the segments before it is in Badger by now, as the committer
-// commits a record before it appends the next.
-func (l *commitLog) rotate() error {
-	if err := l.openSegment(l.seq + 1); err != nil {
-		return err
+// rotate moves the log to the next segment. Once Badger applies a record
+// of it, the segments before it can be checkpointed (see recordApplied).
+func (l *commitLog) rotate() error { return l.openSegment(l.seq + 1) }
+
+// recordApplied notes that Badger applied a record of segment seq, and so
+// every record before it, and asks for a checkpoint when that completes
+// a segment.
+func (l *commitLog) recordApplied(seq uint64) {
+	l.mu.Lock()
+	advanced := seq > l.applied
+	if advanced {
+		l.applied = seq
 	}
-	l.kick()
-	return nil
+	l.mu.Unlock()
+	if advanced {
+		l.kick()
+	}
 }
 
 // openSegment makes seq the current segment, reusing its file if a
@@ -454,8 +473,8 @@ func (l *commitLog) kick() {
 	}
 }
 
-// checkpoints runs checkpoints when the log asks for them, retrying one
-// that Badger's flushes held back.
+// checkpoints runs a checkpoint when the log asks for one, and again
+// after checkpointRetry while one fails.
 func (l *commitLog) checkpoints() {
 	defer l.wg.Done()
 	retry := time.NewTimer(0)
@@ -469,21 +488,18 @@ func (l *commitLog) checkpoints() {
 		case <-retry.C:
 		}
 		l.mu.Lock()
-		upTo := l.seq
+		upTo := l.applied
 		l.mu.Unlock()
-		done, err := l.checkpoint(upTo)
-		if err != nil {
-			l.log.Warn("commit-log checkpoint failed", "op", "checkpoint", "err", err.Error())
-		}
-		if !done {
+		if err := l.checkpoint(upTo); err != nil {
+			l.log.Warn("commit-log checkpoint failed; retrying", "op", "checkpoint", "err", err.Error())
 			retry.Reset(checkpointRetry)
 		}
 	}
 }
 
-// checkpoint releases the segments before upTo once what Badger holds is
-// durable. It reports whether nothing is left to release.
-func (l *commitLog) checkpoint(upTo uint64) (bool, error) {
+// checkpoint makes what Badger holds durable and releases the segments
+// before upTo.
+func (l *commitLog) checkpoint(upTo uint64) error {
 	l.mu.Lock()
 	n := 0
 	for n < len(l.segs) && l.segs[n] < upTo {
@@ -491,113 +507,89 @@ func (l *commitLog) checkpoint(upTo uint64) (bool, error) {
 	}
 	l.mu.Unlock()
 	if n == 0 {
-		return true, nil
+		return nil
 	}
-	ok, err := l.durableBadger()
-	if !ok || err != nil {
-		return false, err
+	if err := l.durableBadger(); err != nil {
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	released := slices.Clone(l.segs[:n])
-	l.segs = slices.Delete(l.segs, 0, n)
-	// Keep the newest released file for the segment after the current
-	// one, unless that one exists already.
-	spare := l.seq + 1
-	var errs []error
-	for i, seq := range released {
+	return l.release(n)
+}
+
+// release removes the n oldest segments, oldest first, each removal made
+// durable before the next, except that the newest of them becomes the
+// segment after the current one if no file has that name yet. In that
+// order a crash never leaves a segment without the newer ones released
+// with it: replayed alone, it would write older records over newer ones.
+// It stops at the first failure, keeping that segment and the newer ones
+// for a later release. Called with mu held.
+func (l *commitLog) release(n int) error {
+	spare := l.segmentPath(l.seq + 1)
+	for ; n > 0; n-- {
+		path := l.segmentPath(l.segs[0])
 		var err error
-		if i == len(released)-1 && !fileExists(l.segmentPath(spare)) {
-			err = os.Rename(l.segmentPath(seq), l.segmentPath(spare))
+		if n == 1 && !fileExists(spare) {
+			err = os.Rename(path, spare)
 		} else {
-			err = os.Remove(l.segmentPath(seq))
+			err = os.Remove(path)
+		}
+		if err == nil {
+			err = syncDir(l.dir)
 		}
 		if err != nil {
-			errs = append(errs, err)
+			return fmt.Errorf("release segment %016x: %w", l.segs[0], err)
 		}
+		l.segs = l.segs[1:]
 	}
-	errs = append(errs, syncDir(l.dir))
-	return true, errors.Join(errs...)
+	return nil
 }
 
-// durableBadger makes everything committed to Badger so far durable and
-// reports whether it could tell that it did. Badger's Sync covers the
-// active memtable's write-ahead log and the newest value-log file; the
-// other value-log files written since the last call are fsynced here. A
-// memtable that was rotated out is durable only once it is flushed into a
-// table: Badger syncs the table and the manifest, then deletes the
-// memtable's file. So if after the Sync only one memtable file (*.mem) is
-// left, it is the one the Sync covered (Badger always has an active
-// memtable), and every older one was flushed.
-func (l *commitLog) durableBadger() (bool, error) {
+// durableBadger makes everything Badger has applied so far durable.
+func (l *commitLog) durableBadger() error {
 	l.durMu.Lock()
 	defer l.durMu.Unlock()
-	if err := l.db.Sync(); err != nil {
-		return false, err
+	next, err := syncBadger(l.badgerDir, l.vlogFrom)
+	if err == nil {
+		l.vlogFrom = next
 	}
-	vlogs, mems, err := badgerFiles(l.badgerDir)
-	if err != nil {
-		return false, err
-	}
-	for _, fid := range vlogs {
-		if fid < l.vlogFrom {
-			continue
-		}
-		if err := fsyncPath(filepath.Join(l.badgerDir, fmt.Sprintf("%06d.vlog", fid))); err != nil &&
-			!errors.Is(err, os.ErrNotExist) {
-			return false, err
-		}
-	}
-	if err := syncDir(l.badgerDir); err != nil {
-		return false, err
-	}
-	if len(vlogs) > 0 {
-		l.vlogFrom = vlogs[len(vlogs)-1]
-	}
-	return mems == 1, nil
+	return err
 }
 
-// waitDurable calls durableBadger until it succeeds, or until durableWait
-// or quit ends the wait.
-func (l *commitLog) waitDurable(quit <-chan struct{}) error {
-	deadline := time.Now().Add(durableWait)
-	for {
-		ok, err := l.durableBadger()
-		if ok || err != nil {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return errors.New("badger still has a memtable waiting to be flushed")
-		}
-		select {
-		case <-quit:
-			return errors.New("stopped while waiting for badger's flushes")
-		case <-time.After(checkpointRetry / 10):
-		}
-	}
-}
-
-// badgerFiles lists the value-log file ids, in order, and counts the
-// memtable files in Badger's directory.
-func badgerFiles(dir string) (vlogs []uint32, mems int, err error) {
+// syncBadger makes everything Badger has applied so far durable, without
+// Badger's help: Badger runs without SyncWrites, so it writes its
+// memtables' write-ahead logs (*.mem) and its value log (*.vlog) through
+// mappings that it does not sync until it closes them. An fsync of a file
+// writes back the pages written through a mapping too. A memtable whose
+// file is gone was flushed into a table, which Badger syncs, with the
+// manifest, before it deletes the file. Value-log files are only
+// appended to, the newest one alone, so those older than the newest at
+// the last call (vlogFrom) are durable already. It returns the vlogFrom
+// of the next call.
+func syncBadger(dir string, vlogFrom uint32) (uint32, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, 0, err
+		return vlogFrom, err
 	}
+	next := vlogFrom
 	for _, e := range entries {
 		name := e.Name()
 		switch {
 		case strings.HasSuffix(name, ".mem"):
-			mems++
 		case strings.HasSuffix(name, ".vlog"):
 			fid, err := strconv.ParseUint(strings.TrimSuffix(name, ".vlog"), 10, 32)
-			if err == nil {
-				vlogs = append(vlogs, uint32(fid))
+			if err != nil || uint32(fid) < vlogFrom {
+				continue
 			}
+			next = max(next, uint32(fid))
+		default:
+			continue
+		}
+		if err := fsyncPath(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return vlogFrom, err
 		}
 	}
-	slices.Sort(vlogs)
-	return vlogs, mems, nil
+	return next, syncDir(dir)
 }
 
 // stop ends the checkpoints. The committer must have stopped.
@@ -616,16 +608,7 @@ func (l *commitLog) closed() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	last := len(l.segs) - 1
-	for i, seq := range l.segs {
-		if i == last {
-			err = errors.Join(err, os.Rename(l.segmentPath(seq), l.segmentPath(seq+1)))
-		} else {
-			err = errors.Join(err, os.Remove(l.segmentPath(seq)))
-		}
-	}
-	l.segs = nil
-	return errors.Join(err, syncDir(l.dir))
+	return errors.Join(err, l.release(len(l.segs)))
 }
 
 func fileExists(path string) bool {

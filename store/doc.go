@@ -22,7 +22,9 @@
 //     (see commitlog.go); Badger runs without syncs of its own, and Open
 //     replays the log over whatever of Badger's state a machine crash lost.
 //     Concurrent writes share one commit and one fdatasync (group commit,
-//     see commit.go). A PutBatch is atomic, also across crashes.
+//     see commit.go). A PutBatch is atomic, also across crashes. A write
+//     that failed after it reached the log (Badger refused it) may be there
+//     after a restart, as a write whose context ended may.
 //   - Deletes remove the key outright; the dht layer's tombstones are
 //     ordinary records.
 //

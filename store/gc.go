@@ -88,22 +88,36 @@ func (g *valueLogGC) pass(ctx context.Context) {
 // store runs it without SyncWrites), and then deletes the file. With a
 // commit log, the moved values were logged long ago, so they must be
 // durable before the file goes: an open iterator makes Badger defer the
-// deletion until the iterator closes, and it closes once Badger's state is
-// durable.
+// deletion until the iterator closes, and it closes once Badger's files
+// are synced. If they cannot be (the disk fails its fsyncs), the iterator
+// stays open while the sync is retried, until the store closes.
 func (g *valueLogGC) rewriteOne(ctx context.Context) error {
 	if g.clog == nil {
 		return g.db.RunValueLogGC(gcDiscardRatio)
 	}
 	txn := g.db.NewTransactionAt(math.MaxUint64, false)
-	defer txn.Discard()
 	it := txn.NewIterator(badger.IteratorOptions{})
-	defer it.Close()
 	err := g.db.RunValueLogGC(gcDiscardRatio)
-	if err == nil {
-		if derr := g.clog.waitDurable(ctx.Done()); derr != nil {
-			g.log.Warn("value-log gc: the moved values could not be made durable before their old file is deleted",
-				"op", "gc", "err", derr.Error())
+	if err != nil {
+		it.Close()
+		txn.Discard()
+		return err
+	}
+	for {
+		derr := g.clog.durableBadger()
+		if derr == nil {
+			it.Close()
+			txn.Discard()
+			return nil
+		}
+		g.log.Warn("value-log gc: cannot sync the moved values, so their old file is kept; retrying",
+			"op", "gc", "err", derr.Error())
+		select {
+		case <-ctx.Done():
+			it.Close()
+			txn.Discard()
+			return nil
+		case <-time.After(checkpointRetry):
 		}
 	}
-	return err
 }
