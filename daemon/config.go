@@ -95,7 +95,7 @@ var settings = []setting{
 	{"bootstrap", "peer to join through, a multiaddr ending in /p2p/<peer ID> (repeatable)", func(c *Config) any { return c.Bootstrap }},
 	{"zone", "failure domain of this node (rack); replicas go to distinct zones first", func(c *Config) any { return c.Zone }},
 	{"capacity", "weight of this node's share of the ring (1 = standard node)", func(c *Config) any { return c.Capacity }},
-	{"sync", "fsync each write before acknowledging it", func(c *Config) any { return c.Sync }},
+	{"sync", "fsync each write (to the store's commit log) before acknowledging it", func(c *Config) any { return c.Sync }},
 	{"replicas", "copies of each key (N)", func(c *Config) any { return c.Replicas }},
 	{"write_quorum", "replica acknowledgements a write waits for (W)", func(c *Config) any { return c.WriteQuorum }},
 	{"read_quorum", "replica answers a read waits for (R)", func(c *Config) any { return c.ReadQuorum }},
