@@ -64,9 +64,9 @@ func Open(cfg Config) (*Badger, error) {
 	s.vers = newVersions(db)
 	s.cache = newRecordCache(cfg.RecordCacheSize)
 	if cfg.SyncWrites {
-		s.clog, err = openCommitLog(dir, db, cfg.CommitLogSegmentSize, log, s.replay)
+		s.clog, err = openCommitLog(dir, cfg.CommitLogSegmentSize, log, s.replay)
 	} else {
-		err = discardCommitLog(dir, db, log, s.replay)
+		err = discardCommitLog(dir, log, s.replay)
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("store: open %s: %w", dir, err), db.Close())
