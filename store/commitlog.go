@@ -113,9 +113,10 @@ type commitLog struct {
 	durMu    sync.Mutex
 	vlogFrom uint32
 
-	wake chan struct{} // buffered 1: a checkpoint is due
-	quit chan struct{}
-	wg   sync.WaitGroup
+	wake     chan struct{} // buffered 1: a checkpoint is due
+	quit     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 // segmentPath is the file of segment seq.
@@ -172,14 +173,9 @@ func openCommitLog(storeDir string, segSize int64, log *slog.Logger,
 	if err != nil {
 		return nil, fmt.Errorf("commit log: %w", err)
 	}
-	records, lastEmpty := 0, false
-	for _, seq := range seqs {
-		n, err := replaySegment(l.segmentPath(seq), seq, apply)
-		if err != nil {
-			return nil, fmt.Errorf("commit log: replay segment %016x: %w", seq, err)
-		}
-		records += n
-		lastEmpty = n == 0
+	records, lastEmpty, err := replayAll(l.dir, seqs, apply)
+	if err != nil {
+		return nil, err
 	}
 	if records > 0 {
 		log.Info("replayed the commit log", "segments", len(seqs), "records", records)
@@ -218,24 +214,15 @@ func discardCommitLog(storeDir string, log *slog.Logger, apply func([]mutation) 
 	if err != nil {
 		return fmt.Errorf("commit log: %w", err)
 	}
-	records := 0
-	for _, seq := range seqs {
-		n, err := replaySegment(segmentPath(dir, seq), seq, apply)
-		if err != nil {
-			return fmt.Errorf("commit log: replay segment %016x: %w", seq, err)
-		}
-		records += n
+	records, _, err := replayAll(dir, seqs, apply)
+	if err != nil {
+		return err
 	}
 	if _, err := syncBadger(storeDir, 0); err != nil {
 		return fmt.Errorf("commit log: %w", err)
 	}
-	for _, seq := range seqs {
-		if err := os.Remove(segmentPath(dir, seq)); err != nil {
-			return fmt.Errorf("commit log: %w", err)
-		}
-		if err := syncDir(dir); err != nil {
-			return fmt.Errorf("commit log: %w", err)
-		}
+	if _, err := removeSegments(dir, seqs, 0); err != nil {
+		return fmt.Errorf("commit log: %w", err)
 	}
 	if err := os.Remove(dir); err != nil {
 		return fmt.Errorf("commit log: %w", err)
@@ -243,6 +230,20 @@ func discardCommitLog(storeDir string, log *slog.Logger, apply func([]mutation) 
 	log.Info("replayed and removed the commit log (the store is opened without sync writes)",
 		"segments", len(seqs), "records", records)
 	return syncDir(storeDir)
+}
+
+// replayAll replays the segments seqs of dir in order. It returns how many
+// records they held and whether the last segment held none.
+func replayAll(dir string, seqs []uint64, apply func([]mutation) error) (records int, lastEmpty bool, err error) {
+	for _, seq := range seqs {
+		n, err := replaySegment(segmentPath(dir, seq), seq, apply)
+		if err != nil {
+			return records, false, fmt.Errorf("commit log: replay segment %016x: %w", seq, err)
+		}
+		records += n
+		lastEmpty = n == 0
+	}
+	return records, lastEmpty, nil
 }
 
 // replaySegment applies the records of one segment and returns how many
@@ -518,32 +519,40 @@ func (l *commitLog) checkpoint(upTo uint64) error {
 	return l.release(n)
 }
 
-// release removes the n oldest segments, oldest first, each removal made
-// durable before the next, except that the newest of them becomes the
-// segment after the current one if no file has that name yet. In that
-// order a crash never leaves a segment without the newer ones released
-// with it: replayed alone, it would write older records over newer ones.
-// It stops at the first failure, keeping that segment and the newer ones
-// for a later release. Called with mu held.
+// release releases the n oldest segments (see removeSegments), keeping
+// the newest of them as the segment after the current one. Called with mu
+// held.
 func (l *commitLog) release(n int) error {
-	spare := l.segmentPath(l.seq + 1)
-	for ; n > 0; n-- {
-		path := l.segmentPath(l.segs[0])
+	done, err := removeSegments(l.dir, l.segs[:n], l.seq+1)
+	l.segs = l.segs[done:]
+	return err
+}
+
+// removeSegments removes the segments seqs of dir, oldest first, each
+// removal made durable before the next, except that the newest becomes
+// segment spare (if spare is not 0 and no file has that name yet), to be
+// written over. In that order a crash never leaves a segment without the
+// newer ones removed with it: replayed alone, it would write older records
+// over newer ones. It stops at the first failure and returns how many it
+// removed; the rest stay for a later attempt.
+func removeSegments(dir string, seqs []uint64, spare uint64) (int, error) {
+	sparePath := segmentPath(dir, spare)
+	for i, seq := range seqs {
+		path := segmentPath(dir, seq)
 		var err error
-		if n == 1 && !fileExists(spare) {
-			err = os.Rename(path, spare)
+		if i == len(seqs)-1 && spare != 0 && !fileExists(sparePath) {
+			err = os.Rename(path, sparePath)
 		} else {
 			err = os.Remove(path)
 		}
 		if err == nil {
-			err = syncDir(l.dir)
+			err = syncDir(dir)
 		}
 		if err != nil {
-			return fmt.Errorf("release segment %016x: %w", l.segs[0], err)
+			return i, fmt.Errorf("release segment %016x: %w", seq, err)
 		}
-		l.segs = l.segs[1:]
 	}
-	return nil
+	return len(seqs), nil
 }
 
 // durableBadger makes everything Badger has applied so far durable.
@@ -593,23 +602,33 @@ func syncBadger(dir string, vlogFrom uint32) (uint32, error) {
 	return next, syncDir(dir)
 }
 
-// stop ends the checkpoints. The committer must have stopped.
-func (l *commitLog) stop() {
-	close(l.quit)
-	l.wg.Wait()
+// stopCheckpoints ends the checkpoints; later calls do nothing.
+func (l *commitLog) stopCheckpoints() {
+	l.stopOnce.Do(func() {
+		close(l.quit)
+		l.wg.Wait()
+	})
 }
 
-// closed is called once Badger has closed cleanly, which flushes every
-// memtable into a synced table and syncs the value log: every segment can
-// go. The newest is kept, renamed, for the next Open to write over.
-func (l *commitLog) closed() error {
+// stop ends the checkpoints and closes the current segment. The committer
+// must have stopped.
+func (l *commitLog) stop() error {
+	l.stopCheckpoints()
 	err := l.f.Close()
 	if errors.Is(err, os.ErrClosed) {
 		err = nil // closed under the committer by a test
 	}
+	return err
+}
+
+// closed is called after stop, once Badger has closed cleanly, which
+// flushes every memtable into a synced table and syncs the value log:
+// every segment can go. The newest is kept, renamed, for the next Open to
+// write over.
+func (l *commitLog) closed() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return errors.Join(err, l.release(len(l.segs)))
+	return l.release(len(l.segs))
 }
 
 func fileExists(path string) bool {

@@ -106,33 +106,14 @@ func (v *versions) discardForTest() uint64 {
 // the disk, and stops the log's checkpoints, which would otherwise release
 // those records. Only CrashForTest may follow the writes.
 func (s *Badger) LoseBadgerWritesForTest() {
-	s.clog.stop()
+	s.clog.stopCheckpoints()
 	s.commit.logOnly = true
 }
 
 // CrashForTest closes the store as a crash would leave its commit log: the
 // segments stay for the next Open to replay.
-func (s *Badger) CrashForTest() error {
-	s.closeOnce.Do(func() {
-		s.gate.close()
-		s.gc.stop()
-		s.commit.stop()
-		if s.clog != nil {
-			select {
-			case <-s.clog.quit:
-			default:
-				s.clog.stop()
-			}
-			s.clog.f.Close()
-		}
-		s.closeErr = s.db.Close()
-	})
-	return s.closeErr
-}
+func (s *Badger) CrashForTest() error { return s.close(false) }
 
 // BreakCommitLogForTest closes the commit log's file under the committer,
 // so that its next write fails.
 func (s *Badger) BreakCommitLogForTest() { s.clog.f.Close() }
-
-// CommitLogDirForTest is the commit log's directory.
-func (s *Badger) CommitLogDirForTest() string { return s.clog.dir }

@@ -89,20 +89,26 @@ func Open(cfg Config) (*Badger, error) {
 // during or after Close fail with ErrClosed. Close is idempotent: later calls
 // wait for the first and return its result. It must not be called from
 // inside a Scan callback.
-func (s *Badger) Close() error {
+func (s *Badger) Close() error { return s.close(true) }
+
+// close is Close; with releaseLog false it leaves the commit log's
+// segments in place, as a crash would.
+func (s *Badger) close(releaseLog bool) error {
 	s.closeOnce.Do(func() {
 		s.gate.close()
 		s.gc.stop()
 		s.commit.stop()
+		var logErr error
 		if s.clog != nil {
-			s.clog.stop()
+			logErr = s.clog.stop()
 		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("store: close %s: %v", s.dir, err)
-		} else if s.clog != nil {
-			if err := s.clog.closed(); err != nil {
-				s.closeErr = fmt.Errorf("store: close %s: commit log: %v", s.dir, err)
-			}
+		} else if s.clog != nil && releaseLog {
+			logErr = errors.Join(logErr, s.clog.closed())
+		}
+		if s.closeErr == nil && logErr != nil {
+			s.closeErr = fmt.Errorf("store: close %s: commit log: %v", s.dir, logErr)
 		}
 		s.log.Debug("store closed", "dir", s.dir, "err", s.closeErr)
 	})
