@@ -23,6 +23,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"default", func(*store.Config) {}, true},
 		{"no dir", func(c *store.Config) { c.Dir = "" }, false},
+		{"commit-log segment below 64 KiB", func(c *store.Config) { c.CommitLogSegmentSize = 64<<10 - 1 }, false},
+		{"commit-log segment 64 KiB", func(c *store.Config) { c.CommitLogSegmentSize = 64 << 10 }, true},
 		{"tiny memtable", func(c *store.Config) { c.MemTableSize = 64 << 10 }, false},
 		{"no memtables", func(c *store.Config) { c.NumMemtables = 0 }, false},
 		{"no L0 tables", func(c *store.Config) { c.NumLevelZeroTables = 0 }, false},
