@@ -117,3 +117,28 @@ func (s *Badger) CrashForTest() error { return s.close(false) }
 // BreakCommitLogForTest closes the commit log's file under the committer,
 // so that its next write fails.
 func (s *Badger) BreakCommitLogForTest() { s.clog.f.Close() }
+
+// FlattenForTest compacts Badger's tables into one level, which drops the
+// versions overwritten below the discard timestamp and records how much of
+// each value-log file they held (Badger's discard stats).
+func (s *Badger) FlattenForTest() error { return s.db.Flatten(1) }
+
+// RewriteValueLogForTest runs one value-log GC as the store's GC loop
+// does: Badger rewrites one file, or answers badger.ErrNoRewrite.
+func (s *Badger) RewriteValueLogForTest(ctx context.Context) error { return s.gc.rewriteOne(ctx) }
+
+// FailBadgerSyncForTest makes the commit log's syncs of Badger's files
+// fail with err, counting the failed calls in calls; a nil err restores
+// them.
+func (s *Badger) FailBadgerSyncForTest(err error, calls *atomic.Int64) {
+	s.clog.durMu.Lock()
+	defer s.clog.durMu.Unlock()
+	if err == nil {
+		s.clog.syncBadger = syncBadger
+		return
+	}
+	s.clog.syncBadger = func(string, uint32) (uint32, error) {
+		calls.Add(1)
+		return 0, err
+	}
+}
