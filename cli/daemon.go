@@ -31,6 +31,7 @@ func newInitCmd(g *globals) *cobra.Command {
 }
 
 func newDaemonCmd(g *globals) *cobra.Command {
+	var allowStale bool
 	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the ringkv node (initializes the data dir on first run)",
@@ -48,10 +49,15 @@ func newDaemonCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if allowStale {
+				opts = append(opts, daemon.AllowStaleRejoin())
+			}
 			return daemon.Run(cmd.Context(), cfg, opts...)
 		},
 	}
 	daemon.RegisterFlags(c.Flags())
+	c.Flags().BoolVar(&allowStale, "allow-stale-rejoin", false,
+		"start even though this data dir was last up longer ago than peers keep a dead member\n(keys deleted meanwhile may come back; not saved in config.toml)")
 	return c
 }
 

@@ -35,16 +35,18 @@ type Daemon struct {
 	metrics *metrics
 	clock   dht.Clock
 
-	lock     *dirLock
-	store    *store.Badger
-	host     host.Host
-	self     peer.ID // host.ID()
-	selfText string  // self in text (see peerText)
-	tr       *p2p.Transport
-	node     *node.Node
-	joiner   *bootstrap.Joiner
-	api      *fasthttp.Server
-	apiLn    net.Listener
+	lock       *dirLock
+	allowStale bool        // start however long ago the data dir was last up
+	up         atomic.Bool // Start completed: Shutdown records the last-up time
+	store      *store.Badger
+	host       host.Host
+	self       peer.ID // host.ID()
+	selfText   string  // self in text (see peerText)
+	tr         *p2p.Transport
+	node       *node.Node
+	joiner     *bootstrap.Joiner
+	api        *fasthttp.Server
+	apiLn      net.Listener
 
 	ctx      context.Context // lives until Shutdown; background work hangs off it
 	cancel   context.CancelFunc
@@ -112,6 +114,10 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	reap := d.nodeConfig().Membership.DeadReapTimeout
+	if err := d.checkLastUp(reap); err != nil {
+		return err
+	}
 	scfg := store.DefaultConfig(filepath.Join(d.cfg.DataDir, StoreDir))
 	scfg.SyncWrites = d.cfg.Sync
 	scfg.Logger = d.log.With("component", "store")
@@ -155,6 +161,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		d.savePeersLoop(d.ctx)
 	}()
 	d.host.Network().Notify(&network.NotifyBundle{DisconnectedF: d.onDisconnect})
+	if err := d.saveLastUp(); err != nil {
+		d.log.Warn("recording that the node is up", "file", LastUpFile, "err", err)
+	}
+	d.up.Store(true)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.lastUpLoop(d.ctx, lastUpInterval(reap))
+	}()
 	d.log.Info("ringkv daemon started", "peer", d.host.ID(), "api", d.apiLn.Addr().String(),
 		"addrs", strings.Join(dialableAddrs(d.host), " "), "data_dir", d.cfg.DataDir)
 	if w := d.cfg.QuorumWarning(); w != "" {
@@ -290,6 +305,11 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		if d.node != nil {
 			if err := d.savePeers(); err != nil {
 				d.log.Debug("saving the member list", "err", err)
+			}
+		}
+		if d.up.Load() {
+			if err := d.saveLastUp(); err != nil {
+				d.log.Warn("recording that the node is up", "file", LastUpFile, "err", err)
 			}
 		}
 		for _, c := range []io.Closer{d.node, d.tr, d.host, d.store} {

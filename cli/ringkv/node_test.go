@@ -257,6 +257,29 @@ func TestSecondDaemonOnSameDataDirFails(t *testing.T) {
 	}
 }
 
+// TestStaleDataDirRefused: a daemon does not start on a data dir last up
+// longer ago than its peers keep a dead member (a minute with local
+// timings), here ten minutes by its clock, and the data dir is left as it
+// was: the next start on time finds its data.
+func TestStaleDataDirRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	n := startNode(t, dir, "--replicas", "1", "--write-quorum", "1", "--read-quorum", "1")
+	if r := n.cli("", "put", "k", "v"); r.code != 0 {
+		t.Fatalf("put: exit %d %s", r.code, r.stderr)
+	}
+	n.stop()
+	r := runWith(t, []string{"RINGKV_TEST_CLOCK_OFFSET=10m"}, "", n.args...)
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	last := lines[len(lines)-1]
+	if r.code != 1 || !strings.Contains(last, "stale data dir") || !strings.Contains(last, "--allow-stale-rejoin") {
+		t.Fatalf("daemon ten minutes after it stopped: exit %d, stderr %q; want exit 1 and one line naming --allow-stale-rejoin", r.code, r.stderr)
+	}
+	n.start()
+	if r := n.cli("", "get", "k"); r.code != 0 || strings.TrimSpace(r.stdout) != "v" {
+		t.Fatalf("get after the refused start: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}
+
 // TestKill9KeepsAcknowledgedWrites acknowledges 1,000 puts, kills the
 // daemon with SIGKILL and restarts it: every write must be there.
 func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
