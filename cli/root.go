@@ -27,6 +27,9 @@ const (
 	ExitUnreachable = 3
 	ExitNotFound    = 4
 	ExitNotHealthy  = 5
+	// ExitStale: the daemon refused a data dir last up too long ago;
+	// restarting it as it is cannot help (see daemon.ErrStaleDataDir).
+	ExitStale = 6
 )
 
 // usageError marks a mistake in how a command was called.
@@ -86,6 +89,8 @@ func exitCode(err error) int {
 		return ExitUnreachable
 	case errors.Is(err, client.ErrNotFound):
 		return ExitNotFound
+	case errors.Is(err, daemon.ErrStaleDataDir):
+		return ExitStale
 	}
 	return ExitError
 }
@@ -102,7 +107,8 @@ func newRoot(g *globals) *cobra.Command {
 		Long: "ringkv is a distributed hash table: daemons join a libp2p network, own segments of a\n" +
 			"consistent-hashing ring, keep each value on N nodes in different zones and answer with\n" +
 			"tunable quorums. This binary is both the daemon and the CLI that talks to it.\n\n" +
-			"Exit codes: 0 ok, 1 error, 2 usage, 3 daemon unreachable, 4 key not found, 5 not healthy.",
+			"Exit codes: 0 ok, 1 error, 2 usage, 3 daemon unreachable, 4 key not found, 5 not healthy,\n" +
+			"6 the daemon refused a stale data dir.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

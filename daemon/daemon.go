@@ -36,7 +36,8 @@ type Daemon struct {
 	clock   dht.Clock
 
 	lock       *dirLock
-	allowStale bool        // start however long ago the data dir was last up
+	allowStale bool // start however long ago the data dir was last up
+	lastUp     lastUp
 	up         atomic.Bool // Start completed: Shutdown records the last-up time
 	store      *store.Badger
 	host       host.Host
@@ -115,6 +116,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	reap := d.nodeConfig().Membership.DeadReapTimeout
+	d.lastUp.path = filepath.Join(d.cfg.DataDir, LastUpFile)
 	if err := d.checkLastUp(reap); err != nil {
 		return err
 	}
@@ -161,9 +163,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		d.savePeersLoop(d.ctx)
 	}()
 	d.host.Network().Notify(&network.NotifyBundle{DisconnectedF: d.onDisconnect})
-	if err := d.saveLastUp(); err != nil {
-		d.log.Warn("recording that the node is up", "file", LastUpFile, "err", err)
-	}
+	d.saveLastUp()
 	d.up.Store(true)
 	d.wg.Add(1)
 	go func() {
@@ -211,6 +211,7 @@ func (d *Daemon) startJoiner() error {
 	if err != nil {
 		return err
 	}
+	d.lastUp.expectPeers = len(peers) > 0
 	bcfg := bootstrap.DefaultConfig()
 	bcfg.Self = d.host.ID()
 	bcfg.Logger = d.log.With("component", "bootstrap")
@@ -308,9 +309,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 			}
 		}
 		if d.up.Load() {
-			if err := d.saveLastUp(); err != nil {
-				d.log.Warn("recording that the node is up", "file", LastUpFile, "err", err)
-			}
+			d.refreshLastUp()
 		}
 		for _, c := range []io.Closer{d.node, d.tr, d.host, d.store} {
 			if c == nil || isNilCloser(c) {

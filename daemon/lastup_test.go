@@ -8,8 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ringkv/ringkv/dht"
 )
@@ -132,7 +136,128 @@ func TestLastUpUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := startStop(t, cfg, 0)
-	if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), `"yesterday", not a time`) {
+	if !errors.Is(err, ErrDataDir) || !strings.Contains(err.Error(), `does not hold a time ("yesterday")`) {
 		t.Fatalf("start with a garbled %s: %v", LastUpFile, err)
+	}
+}
+
+// movableClock is the system clock shifted by an offset that can change.
+type movableClock struct{ offset atomic.Int64 }
+
+func (c *movableClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// lockedBuffer collects a daemon's log lines from its goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestLastUpRefreshed: a running node alone in its cluster refreshes its
+// last-up time every lastUpInterval (6s with local timings) and when it
+// stops, so a node that ran past the reap timeout restarts at once.
+func TestLastUpRefreshed(t *testing.T) {
+	cfg := lastUpConfig(t)
+	cfg.Timing = "local"
+	clock := &movableClock{}
+	d, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	clock.offset.Store(int64(time.Hour))
+	waitUntil(t, 20*time.Second, "the running daemon to refresh its last-up time", func() bool {
+		return !readLastUp(t, cfg.DataDir).Before(start.Add(time.Hour))
+	})
+	clock.offset.Store(int64(2 * time.Hour))
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if last := readLastUp(t, cfg.DataDir); last.Before(start.Add(2 * time.Hour)) {
+		t.Fatalf("last up %v after a stop two hours on, want at least %v", last, start.Add(2*time.Hour))
+	}
+	if err := startStop(t, cfg, 2*time.Hour); err != nil {
+		t.Fatalf("restart right after the stop: %v", err)
+	}
+}
+
+// TestLastUpInTouch: the time is refreshed while another member is live,
+// or while the node is alone, and not once every member it knows (or knew:
+// they may have been reaped) is dead.
+func TestLastUpInTouch(t *testing.T) {
+	self, other := peer.ID("self"), peer.ID("other")
+	me := dht.Member{ID: self, State: dht.StateNormal}
+	for _, tc := range []struct {
+		name        string
+		expectPeers bool
+		lists       [][]dht.Member // member lists seen in turn; the last decides
+		want        bool
+	}{
+		{"alone", false, [][]dht.Member{{me}}, true},
+		{"peer live", true, [][]dht.Member{{me, {ID: other, State: dht.StateNormal}}}, true},
+		{"peer suspect", true, [][]dht.Member{{me, {ID: other, State: dht.StateSuspect}}}, true},
+		{"peer dead", true, [][]dht.Member{{me, {ID: other, State: dht.StateDead}}}, false},
+		{"peer left", false, [][]dht.Member{{me, {ID: other, State: dht.StateLeft}}}, false},
+		{"peer reaped", false, [][]dht.Member{{me, {ID: other, State: dht.StateNormal}}, {me}}, false},
+		{"bootstrap peers not reached yet", true, [][]dht.Member{{me}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := &lastUp{expectPeers: tc.expectPeers}
+			var got bool
+			for _, members := range tc.lists {
+				got = u.inTouch(self, members)
+			}
+			if got != tc.want {
+				t.Fatalf("inTouch = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestLastUpInTheFuture: a last-up time ahead of the clock (the clock was
+// set back) lets the daemon start, with a warning to check the clock.
+func TestLastUpInTheFuture(t *testing.T) {
+	cfg := lastUpConfig(t)
+	if err := startStop(t, cfg, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	d, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatalf("start an hour before the last-up time: %v", err)
+	}
+	if err := d.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "check the clock") {
+		t.Fatalf("no warning to check the clock in the log:\n%s", logs.String())
+	}
+}
+
+func waitUntil(t *testing.T, bound time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", bound, what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

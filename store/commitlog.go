@@ -112,9 +112,9 @@ type commitLog struct {
 	// fsynced (see syncBadger); guarded by durMu.
 	durMu    sync.Mutex
 	vlogFrom uint32
-	// syncBadger is syncBadger, but for tests that make it fail; guarded
+	// syncBadgerFn is syncBadger, but for tests that make it fail; guarded
 	// by durMu.
-	syncBadger func(dir string, vlogFrom uint32) (uint32, error)
+	syncBadgerFn func(dir string, vlogFrom uint32) (uint32, error)
 
 	wake     chan struct{} // buffered 1: a checkpoint is due
 	quit     chan struct{}
@@ -159,13 +159,13 @@ func listSegments(dir string) ([]uint64, error) {
 func openCommitLog(storeDir string, segSize int64, log *slog.Logger,
 	apply func([]mutation) error) (*commitLog, error) {
 	l := &commitLog{
-		dir:        filepath.Join(storeDir, commitLogDir),
-		badgerDir:  storeDir,
-		segSize:    segSize,
-		log:        log,
-		syncBadger: syncBadger,
-		wake:       make(chan struct{}, 1),
-		quit:       make(chan struct{}),
+		dir:          filepath.Join(storeDir, commitLogDir),
+		badgerDir:    storeDir,
+		segSize:      segSize,
+		log:          log,
+		syncBadgerFn: syncBadger,
+		wake:         make(chan struct{}, 1),
+		quit:         make(chan struct{}),
 	}
 	if err := os.MkdirAll(l.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("commit log: %w", err)
@@ -563,7 +563,7 @@ func removeSegments(dir string, seqs []uint64, spare uint64) (int, error) {
 func (l *commitLog) durableBadger() error {
 	l.durMu.Lock()
 	defer l.durMu.Unlock()
-	next, err := l.syncBadger(l.badgerDir, l.vlogFrom)
+	next, err := l.syncBadgerFn(l.badgerDir, l.vlogFrom)
 	if err == nil {
 		l.vlogFrom = next
 	}

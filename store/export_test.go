@@ -134,10 +134,10 @@ func (s *Badger) FailBadgerSyncForTest(err error, calls *atomic.Int64) {
 	s.clog.durMu.Lock()
 	defer s.clog.durMu.Unlock()
 	if err == nil {
-		s.clog.syncBadger = syncBadger
+		s.clog.syncBadgerFn = syncBadger
 		return
 	}
-	s.clog.syncBadger = func(string, uint32) (uint32, error) {
+	s.clog.syncBadgerFn = func(string, uint32) (uint32, error) {
 		calls.Add(1)
 		return 0, err
 	}

@@ -271,8 +271,8 @@ func TestStaleDataDirRefused(t *testing.T) {
 	r := runWith(t, []string{"RINGKV_TEST_CLOCK_OFFSET=10m"}, "", n.args...)
 	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
 	last := lines[len(lines)-1]
-	if r.code != 1 || !strings.Contains(last, "stale data dir") || !strings.Contains(last, "--allow-stale-rejoin") {
-		t.Fatalf("daemon ten minutes after it stopped: exit %d, stderr %q; want exit 1 and one line naming --allow-stale-rejoin", r.code, r.stderr)
+	if r.code != 6 || !strings.Contains(last, "stale data dir") || !strings.Contains(last, "--allow-stale-rejoin") {
+		t.Fatalf("daemon ten minutes after it stopped: exit %d, stderr %q; want exit 6 and one line naming --allow-stale-rejoin", r.code, r.stderr)
 	}
 	n.start()
 	if r := n.cli("", "get", "k"); r.code != 0 || strings.TrimSpace(r.stdout) != "v" {
