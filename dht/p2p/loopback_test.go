@@ -101,7 +101,7 @@ func TestLoopbackCallTimeout(t *testing.T) {
 			serverCfg := testConfig(t)
 			serverCfg.CallTimeout = 100 * time.Millisecond
 			client, server := loopbackPair(t, tc.listen, clientCfg, serverCfg)
-			handlerDone := blockingServer(server)
+			_, handlerDone := blockingServer(server)
 			// No deadline in ctx: CallTimeout bounds the call.
 			err := client.Call(context.Background(), server.Self(), protoOther, record(nil), &pb.Record{})
 			if !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {

@@ -223,16 +223,18 @@ func TestBadFramesResetStream(t *testing.T) {
 	}
 }
 
-// blockingServer answers protoOther by blocking until its context ends and
-// reports that context's error on the returned channel.
-func blockingServer(server *Transport) <-chan error {
-	done := make(chan error, 16)
+// blockingServer answers protoOther by blocking until its context ends. A
+// handler that starts signals started; one that ends reports its
+// context's error on done.
+func blockingServer(server *Transport) (started <-chan struct{}, done <-chan error) {
+	start, end := make(chan struct{}, 16), make(chan error, 16)
 	server.Handle(protoOther, newRecord, func(ctx context.Context, _ peer.ID, _ proto.Message) (proto.Message, error) {
+		start <- struct{}{}
 		<-ctx.Done()
-		done <- ctx.Err()
+		end <- ctx.Err()
 		return nil, ctx.Err()
 	})
-	return done
+	return start, end
 }
 
 func waitErr(t *testing.T, ch <-chan error, what string) error {
@@ -250,7 +252,7 @@ func TestCallDeadline(t *testing.T) {
 	serverCfg := testConfig(t)
 	serverCfg.CallTimeout = 200 * time.Millisecond // bounds the blocked handler
 	_, client, server := pair(t, withRegistry(testConfig(t)), serverCfg)
-	handlerDone := blockingServer(server)
+	_, handlerDone := blockingServer(server)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
@@ -272,11 +274,17 @@ func TestCallDeadline(t *testing.T) {
 
 func TestCallCancel(t *testing.T) {
 	_, client, server := pair(t, testConfig(t), testConfig(t))
-	handlerDone := blockingServer(server)
+	handlerStarted, handlerDone := blockingServer(server)
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() { errc <- client.Call(ctx, server.Self(), protoOther, record(nil), &pb.Record{}) }()
-	waitFor(t, "request being served", func() bool { return serving(server) == 1 })
+	// Wait for the handler, not the stream: a request cancelled before
+	// the server read it never reaches a handler.
+	select {
+	case <-handlerStarted:
+	case <-time.After(waitTimeout):
+		t.Fatal("timed out waiting for the handler to start")
+	}
 	cancel()
 	if err := waitErr(t, errc, "Call to return"); !errors.Is(err, dht.ErrUnreachable) || !errors.Is(err, context.Canceled) || errors.Is(err, dht.ErrNotSent) {
 		t.Fatalf("err = %v, want ErrUnreachable wrapping context.Canceled, not ErrNotSent (the handler runs)", err)
