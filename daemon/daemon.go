@@ -115,7 +115,8 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	reap := d.nodeConfig().Membership.DeadReapTimeout
+	nc := d.nodeConfig()
+	reap := nc.Membership.DeadReapTimeout
 	d.lastUp.path = filepath.Join(d.cfg.DataDir, LastUpFile)
 	if err := d.checkLastUp(reap); err != nil {
 		return err
@@ -144,7 +145,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if d.tr, err = p2p.New(d.host, pcfg); err != nil {
 		return err
 	}
-	if d.node, err = node.New(d.nodeConfig(), d.tr, d.store, d.clock); err != nil {
+	if d.node, err = node.New(nc, d.tr, d.store, d.clock); err != nil {
 		return err
 	}
 	if err := d.node.Start(d.ctx); err != nil {
@@ -157,19 +158,15 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 		return err
 	}
 	d.registerGauges()
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.savePeersLoop(d.ctx)
-	}()
+	d.every(peersSaveInterval, func() {
+		if err := d.savePeers(); err != nil {
+			d.log.Debug("saving the member list", "err", err)
+		}
+	})
 	d.host.Network().Notify(&network.NotifyBundle{DisconnectedF: d.onDisconnect})
 	d.saveLastUp()
 	d.up.Store(true)
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.lastUpLoop(d.ctx, lastUpInterval(reap))
-	}()
+	d.every(lastUpInterval(reap), d.refreshLastUp)
 	d.log.Info("ringkv daemon started", "peer", d.host.ID(), "api", d.apiLn.Addr().String(),
 		"addrs", strings.Join(dialableAddrs(d.host), " "), "data_dir", d.cfg.DataDir)
 	if w := d.cfg.QuorumWarning(); w != "" {
@@ -193,6 +190,25 @@ func (d *Daemon) nodeConfig() node.Config {
 	nc.Logger = d.log
 	nc.Registerer = d.metrics.registry
 	return nc
+}
+
+// every runs fn every interval on a goroutine of the daemon's own, until
+// Shutdown.
+func (d *Daemon) every(interval time.Duration, fn func()) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-d.ctx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
 }
 
 func (d *Daemon) startAPI() error {

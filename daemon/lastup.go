@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -104,7 +103,8 @@ func dirEmpty(dir string) (bool, error) {
 }
 
 // lastUp is where LastUpFile goes and what decides when to write it.
-// Only Start, then lastUpLoop, then Shutdown use it, one after the other.
+// Start, then the periodic refresh, then Shutdown use it, one after
+// another.
 type lastUp struct {
 	path string
 	// expectPeers: the node started with peers to join (bootstrap peers or
@@ -147,19 +147,5 @@ func (d *Daemon) saveLastUp() {
 func (d *Daemon) refreshLastUp() {
 	if d.lastUp.inTouch(d.self, d.node.Members()) {
 		d.saveLastUp()
-	}
-}
-
-// lastUpLoop refreshes the last-up time every interval.
-func (d *Daemon) lastUpLoop(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			d.refreshLastUp()
-		}
 	}
 }

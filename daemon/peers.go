@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,20 +53,4 @@ func (d *Daemon) savePeers() error {
 	}
 	slices.Sort(lines)
 	return writeFileAtomic(filepath.Join(d.cfg.DataDir, PeersFile), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
-}
-
-// savePeersLoop saves the member list every peersSaveInterval.
-func (d *Daemon) savePeersLoop(ctx context.Context) {
-	t := time.NewTicker(peersSaveInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := d.savePeers(); err != nil {
-				d.log.Debug("saving the member list", "err", err)
-			}
-		}
-	}
 }
