@@ -91,15 +91,21 @@ func (d *Daemon) parseKey(seg string) ([]byte, error) {
 		return nil, errors.New("the key must be one path segment: percent-encode '/' in keys as %2F")
 	}
 	key, err := url.PathUnescape(seg)
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, fmt.Errorf("the key is not validly percent-encoded: %v", err)
-	case key == "":
-		return nil, fmt.Errorf("empty key: give a key of 1 to %d bytes", d.cfg.MaxKeySize)
-	case len(key) > d.cfg.MaxKeySize:
-		return nil, fmt.Errorf("key is %d bytes, over the %d-byte limit (max_key_size): use a shorter key", len(key), d.cfg.MaxKeySize)
 	}
-	return []byte(key), nil
+	return []byte(key), d.checkKey([]byte(key))
+}
+
+// checkKey refuses an empty key and one over max_key_size.
+func (d *Daemon) checkKey(key []byte) error {
+	switch {
+	case len(key) == 0:
+		return fmt.Errorf("empty key: give a key of 1 to %d bytes", d.cfg.MaxKeySize)
+	case len(key) > d.cfg.MaxKeySize:
+		return fmt.Errorf("key is %d bytes, over the %d-byte limit (max_key_size): use a shorter key", len(key), d.cfg.MaxKeySize)
+	}
+	return nil
 }
 
 func (d *Daemon) handleLocate(w http.ResponseWriter, r *http.Request, key []byte) {

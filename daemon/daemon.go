@@ -48,6 +48,7 @@ type Daemon struct {
 	joiner     *bootstrap.Joiner
 	api        *fasthttp.Server
 	apiLn      net.Listener
+	wire       wireConns // the API's wire-protocol connections
 
 	ctx      context.Context // lives until Shutdown; background work hangs off it
 	cancel   context.CancelFunc
@@ -218,7 +219,7 @@ func (d *Daemon) startAPI() error {
 	}
 	d.apiLn = ln
 	d.api = d.newAPIServer()
-	go d.api.Serve(ln)
+	go d.api.Serve(newAPIListener(ln, d.serveWire))
 	return writeFileAtomic(filepath.Join(d.cfg.DataDir, APIFile), []byte(ln.Addr().String()+"\n"), 0o644)
 }
 
@@ -312,6 +313,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 			// Past ctx, requests still running end when d.ctx is
 			// cancelled below.
 			_ = d.api.ShutdownWithContext(ctx)
+			d.wire.stopReading(ctx)
 			os.Remove(filepath.Join(d.cfg.DataDir, APIFile))
 		}
 		d.cancel()

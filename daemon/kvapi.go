@@ -190,16 +190,25 @@ func (d *Daemon) kvWriteOptions(ctx *fasthttp.RequestCtx) (node.WriteOptions, bo
 // kvQuorum turns ?w=K or ?r=K, or ?consistency=one|quorum|all, into a
 // replica count (0 for the cluster default), or answers 400.
 func (d *Daemon) kvQuorum(ctx *fasthttp.RequestCtx, num, level []byte, name string) (int, bool) {
-	if len(num) > 0 && len(level) > 0 {
-		fastError(ctx, http.StatusBadRequest, "give either %s or consistency, not both", name)
-		return 0, false
-	}
-	n, err := ParseQuorum(string(num), string(level), d.cfg.Replicas)
+	n, err := d.quorum(string(num), string(level), name)
 	if err != nil {
-		fastError(ctx, http.StatusBadRequest, "%s: %v", name, err)
+		fastError(ctx, http.StatusBadRequest, "%v", err)
 		return 0, false
 	}
 	return n, true
+}
+
+// quorum turns a request's w or r (name), or its consistency level, into
+// a replica count, 0 for the cluster default.
+func (d *Daemon) quorum(num, level, name string) (int, error) {
+	if num != "" && level != "" {
+		return 0, fmt.Errorf("give either %s or consistency, not both", name)
+	}
+	n, err := ParseQuorum(num, level, d.cfg.Replicas)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %v", name, err)
+	}
+	return n, nil
 }
 
 // decodedPath is the request's path percent-decoded, as net/http's

@@ -31,13 +31,9 @@ const defaultKVTimeout = 30 * time.Second
 // NewKV returns a KV client for the daemon at addr (host:port or an
 // http:// URL) keeping up to conns connections open.
 func NewKV(addr string, conns int) (*KV, error) {
-	host := addr
-	if strings.Contains(addr, "://") {
-		u, err := url.Parse(addr)
-		if err != nil || u.Scheme != "http" || u.Host == "" {
-			return nil, fmt.Errorf("client: API address %q is not host:port or an http:// URL", addr)
-		}
-		host = u.Host
+	host, err := apiHost(addr)
+	if err != nil {
+		return nil, err
 	}
 	return &KV{addr: host, base: "http://" + host + "/v1/kv/", hc: &fasthttp.HostClient{
 		Addr:                          host,
@@ -49,6 +45,19 @@ func NewKV(addr string, conns int) (*KV, error) {
 		// decode %2F and %2E and drop "." and ".." segments.
 		DisablePathNormalizing: true,
 	}}, nil
+}
+
+// apiHost is the host:port of an API address given as host:port or as an
+// http:// URL.
+func apiHost(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		return addr, nil
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return "", fmt.Errorf("client: API address %q is not host:port or an http:// URL", addr)
+	}
+	return u.Host, nil
 }
 
 // Close drops idle connections.
