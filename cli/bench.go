@@ -31,6 +31,8 @@ type benchConfig struct {
 	prefix      string
 	consistency string
 	seed        uint64
+	protocol    string
+	conns       int
 }
 
 // BenchResult is the outcome of one bench run; -o json prints it.
@@ -40,6 +42,7 @@ type BenchResult struct {
 	ValueSize   int     `json:"value_size"`
 	Keys        int     `json:"keys"`
 	Dist        string  `json:"dist"`
+	Protocol    string  `json:"protocol"`
 	Ops         int64   `json:"ops"`
 	Errors      int64   `json:"errors"`
 	Misses      int64   `json:"misses"`
@@ -73,9 +76,9 @@ func newBenchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			kv, err := client.NewKV(cl.Addr(), bc.concurrency)
+			kv, err := bc.newClient(cl.Addr())
 			if err != nil {
-				return usagef("--api %s: ringkv bench speaks plain HTTP; give host:port or an http:// URL", cl.Addr())
+				return usagef("--api %s: ringkv bench speaks plain HTTP or the wire protocol; give host:port or an http:// URL", cl.Addr())
 			}
 			defer kv.Close()
 			contexts := newContextMap()
@@ -105,7 +108,18 @@ func newBenchCmd(g *globals) *cobra.Command {
 	f.StringVar(&bc.prefix, "key-prefix", "bench:", "prefix of every key")
 	f.StringVar(&bc.consistency, "consistency", "", "one, quorum or all for every request (default: the cluster's W and R)")
 	f.Uint64Var(&bc.seed, "seed", 1, "random seed for key choice")
+	f.StringVar(&bc.protocol, "protocol", "wire", "wire (many requests in flight on each of --conns connections) or http (one connection per client)")
+	f.IntVar(&bc.conns, "conns", 1, "connections with --protocol wire")
 	return c
+}
+
+// newClient connects the load generator to the API at addr with the
+// chosen protocol.
+func (bc benchConfig) newClient(addr string) (benchClient, error) {
+	if bc.protocol == "http" {
+		return client.NewKV(addr, bc.concurrency)
+	}
+	return client.NewWire(addr, bc.conns)
 }
 
 func (bc benchConfig) validate() error {
@@ -130,6 +144,10 @@ func (bc benchConfig) validate() error {
 		return usagef("--read-ratio must be within [0, 1]")
 	case bc.consistency != "" && bc.consistency != "one" && bc.consistency != "quorum" && bc.consistency != "all":
 		return usagef("--consistency %q is not one, quorum or all", bc.consistency)
+	case bc.protocol != "wire" && bc.protocol != "http":
+		return usagef("--protocol %q is not wire or http", bc.protocol)
+	case bc.conns < 1 || bc.conns > 1000:
+		return usagef("--conns must be from 1 to 1000")
 	}
 	return nil
 }
@@ -233,12 +251,13 @@ func (w *benchWorker) pick(bc benchConfig) uint64 {
 }
 
 // benchClient is what a bench worker sends its requests through:
-// client.KV, whose lean HTTP client leaves the shared cores to the daemons.
-// A worker reuses its key's buffer for its next request, so a call does
-// not keep key once it returns.
+// client.Wire, or client.KV, whose lean HTTP client leaves the shared
+// cores to the daemons. A worker reuses its key's buffer for its next
+// request, so a call does not keep key once it returns.
 type benchClient interface {
 	Put(ctx context.Context, key, value []byte, o client.WriteOptions) (client.WriteResponse, error)
 	GetValue(ctx context.Context, key []byte, o client.ReadOptions) ([]byte, error)
+	Close()
 }
 
 func runBench(ctx context.Context, cl benchClient, bc benchConfig, contexts *contextMap) (BenchResult, error) {
@@ -301,7 +320,7 @@ func (w *benchWorker) run(ctx context.Context, cl benchClient, bc benchConfig, v
 		}
 		d := time.Since(t0)
 		switch {
-		case err == nil:
+		case err == nil, errors.Is(err, client.ErrSiblings): // a read that found siblings succeeded
 			w.latencies = append(w.latencies, d)
 		case errors.Is(err, client.ErrNotFound):
 			w.latencies = append(w.latencies, d)
@@ -319,7 +338,7 @@ func (w *benchWorker) run(ctx context.Context, cl benchClient, bc benchConfig, v
 
 func summarize(bc benchConfig, workers []*benchWorker, elapsed time.Duration) (BenchResult, error) {
 	res := BenchResult{Op: bc.op, Concurrency: bc.concurrency, ValueSize: bc.valueSize, Keys: bc.keys,
-		Dist: bc.dist, Seconds: elapsed.Seconds()}
+		Dist: bc.dist, Protocol: bc.protocol, Seconds: elapsed.Seconds()}
 	var all []time.Duration
 	for _, w := range workers {
 		all = append(all, w.latencies...)
@@ -357,8 +376,8 @@ func (g *globals) printBench(r BenchResult) error {
 	if f == formatJSON {
 		return g.emit(r, nil, nil)
 	}
-	fmt.Fprintf(g.stdout, "%s: %d ops in %.2fs, -c %d, %d-byte values, %d keys (%s)\n",
-		r.Op, r.Ops, r.Seconds, r.Concurrency, r.ValueSize, r.Keys, r.Dist)
+	fmt.Fprintf(g.stdout, "%s: %d ops in %.2fs, -c %d, %d-byte values, %d keys (%s), %s protocol\n",
+		r.Op, r.Ops, r.Seconds, r.Concurrency, r.ValueSize, r.Keys, r.Dist, r.Protocol)
 	fmt.Fprintf(g.stdout, "  %.0f ops/s  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
 		r.OpsPerSec, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs)
 	fmt.Fprintf(g.stdout, "  errors %d  misses %d\n", r.Errors, r.Misses)

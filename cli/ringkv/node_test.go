@@ -312,29 +312,32 @@ func TestTwoDaemonsConnectThroughBootstrap(t *testing.T) {
 	})
 }
 
-// TestBenchAgainstADaemon runs `ringkv bench` through the CLI: puts store
-// values the API then reads back, gets find them, and the JSON result
-// counts every operation.
+// TestBenchAgainstADaemon runs `ringkv bench` through the CLI, over the
+// wire protocol and over HTTP: puts store values the API then reads back,
+// gets find them, and the JSON result counts every operation.
 func TestBenchAgainstADaemon(t *testing.T) {
 	n := startNode(t, filepath.Join(t.TempDir(), "n1"), "--replicas", "1", "--write-quorum", "1", "--read-quorum", "1")
 	var res struct {
 		Op        string  `json:"op"`
+		Protocol  string  `json:"protocol"`
 		Ops       int64   `json:"ops"`
 		Errors    int64   `json:"errors"`
 		Misses    int64   `json:"misses"`
 		OpsPerSec float64 `json:"ops_per_sec"`
 		P50ms     float64 `json:"p50_ms"`
 	}
-	for _, args := range [][]string{
-		{"bench", "--op", "put", "-c", "4", "-n", "200", "--keys", "50", "--value-size", "10", "-o", "json"},
-		{"bench", "--op", "get", "-c", "4", "-n", "200", "--keys", "50", "--no-fill", "-o", "json"},
-	} {
-		r := n.cli("", args...)
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil {
-			t.Fatalf("%v: exit %d out %q err %q", args, r.code, r.stdout, r.stderr)
-		}
-		if res.Op != args[2] || res.Ops != 200 || res.Errors != 0 || res.Misses != 0 || res.OpsPerSec <= 0 || res.P50ms <= 0 {
-			t.Fatalf("%v: %+v; want 200 operations, no error, no miss", args, res)
+	for _, proto := range []string{"wire", "http"} {
+		for _, args := range [][]string{
+			{"bench", "--op", "put", "-c", "4", "-n", "200", "--keys", "50", "--value-size", "10", "-o", "json", "--protocol", proto},
+			{"bench", "--op", "get", "-c", "4", "-n", "200", "--keys", "50", "--no-fill", "-o", "json", "--protocol", proto},
+		} {
+			r := n.cli("", args...)
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil {
+				t.Fatalf("%v: exit %d out %q err %q", args, r.code, r.stdout, r.stderr)
+			}
+			if res.Op != args[2] || res.Protocol != proto || res.Ops != 200 || res.Errors != 0 || res.Misses != 0 || res.OpsPerSec <= 0 || res.P50ms <= 0 {
+				t.Fatalf("%v: %+v; want 200 operations, no error, no miss", args, res)
+			}
 		}
 	}
 	got, err := n.client().Get(context.Background(), []byte("bench:7"), client.ReadOptions{})
@@ -350,5 +353,10 @@ func TestBenchAgainstADaemon(t *testing.T) {
 	}
 	if r := run(t, "", "--api", "https://127.0.0.1:1", "bench", "-n", "3"); r.code != 2 || !strings.Contains(r.stderr, "plain HTTP") {
 		t.Fatalf("bench on an https address: exit %d %q; want exit 2 saying why", r.code, r.stderr)
+	}
+	for _, bad := range [][]string{{"--protocol", "grpc"}, {"--conns", "0"}} {
+		if r := n.cli("", append([]string{"bench", "-n", "3"}, bad...)...); r.code != 2 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, bad[0]) {
+			t.Fatalf("bench %v: exit %d %q; want exit 2 and one line naming the flag", bad, r.code, r.stderr)
+		}
 	}
 }
