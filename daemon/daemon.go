@@ -78,6 +78,7 @@ func New(cfg Config, opts ...Option) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{cfg: cfg, metrics: newMetrics(), clock: dht.SystemClock{}, left: make(chan struct{})}
+	d.wire.workers.work = make(chan func())
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(d)
