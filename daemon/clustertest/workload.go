@@ -52,7 +52,8 @@ func (c *WorkloadConfig) defaults() {
 }
 
 // Workload runs three clients per node, each bound to its node and
-// falling back to the next nodes while its own fails:
+// falling back to the next nodes while its own fails, the odd-numbered
+// ones over the wire protocol and the others over HTTP:
 //
 //	unique: writes fresh keys, and reads back a random one of them half
 //	        the time;
@@ -65,7 +66,7 @@ func (c *WorkloadConfig) defaults() {
 type Workload struct {
 	cfg     WorkloadConfig
 	h       *History
-	clients []*client.Client // one per node, shared by the workers
+	clients [][2]kvClient // per node, over HTTP and over the wire protocol, shared by the workers
 	wg      sync.WaitGroup
 }
 
@@ -74,7 +75,11 @@ func StartWorkload(ctx context.Context, c Cluster, h *History, cfg WorkloadConfi
 	cfg.defaults()
 	w := &Workload{cfg: cfg, h: h}
 	for i := 0; i < c.Size(); i++ {
-		w.clients = append(w.clients, client.New(c.API(i), 16))
+		wire, err := client.NewWire(c.API(i), 1)
+		if err != nil {
+			panic(err) // an API address the HTTP client takes too
+		}
+		w.clients = append(w.clients, [2]kvClient{client.New(c.API(i), 16), wireKV{wire}})
 	}
 	loops := []func(*worker, context.Context){(*worker).unique, (*worker).hot, (*worker).deletes}
 	for node := 0; node < c.Size(); node++ {
@@ -100,9 +105,35 @@ func StartWorkload(ctx context.Context, c Cluster, h *History, cfg WorkloadConfi
 func (w *Workload) Wait() {
 	w.wg.Wait()
 	for _, c := range w.clients {
-		c.Close()
+		c[0].Close()
+		c[1].Close()
 	}
 }
+
+// kvClient is what a worker sends its requests through: the HTTP client
+// or the wire protocol's.
+type kvClient interface {
+	Put(ctx context.Context, key, value []byte, o client.WriteOptions) (client.WriteResponse, error)
+	Delete(ctx context.Context, key []byte, o client.WriteOptions) (client.WriteResponse, error)
+	Get(ctx context.Context, key []byte, o client.ReadOptions) (client.GetResponse, error)
+	Close()
+}
+
+// wireKV answers reads over the wire protocol as the HTTP client does.
+type wireKV struct{ *client.Wire }
+
+func (w wireKV) Get(ctx context.Context, key []byte, o client.ReadOptions) (client.GetResponse, error) {
+	r, err := w.Wire.Get(ctx, key, o)
+	out := client.GetResponse{Key: string(key), Context: r.Context, Answered: r.Answered, Hinted: r.Hinted}
+	for _, s := range r.Siblings {
+		out.Siblings = append(out.Siblings, client.Sibling{Value: string(s.Value), Timestamp: time.Unix(0, s.Timestamp)})
+	}
+	return out, err
+}
+
+// client is the connection of worker k to node n: odd workers speak the
+// wire protocol.
+func (k *worker) client(n int) kvClient { return k.w.clients[n][k.id%2] }
 
 // worker is one client.
 type worker struct {
@@ -147,7 +178,7 @@ func (k *worker) put(key, value string, ctxFrom int64, causal string) Op {
 	op := k.w.h.Begin(Op{Client: k.id, Node: n, Kind: KindPut, Key: key, Value: value, CtxFrom: ctxFrom})
 	ctx, cancel := context.WithTimeout(context.Background(), k.w.cfg.Timeout)
 	defer cancel()
-	resp, err := k.w.clients[n].Put(ctx, []byte(key), []byte(value), client.WriteOptions{Context: causal})
+	resp, err := k.client(n).Put(ctx, []byte(key), []byte(value), client.WriteOptions{Context: causal})
 	op.Hinted, op.Coordinator, op.Context = resp.Hinted, resp.Coordinator, resp.Context
 	return k.finish(op, err)
 }
@@ -157,7 +188,7 @@ func (k *worker) del(key string, ctxFrom int64, causal string) Op {
 	op := k.w.h.Begin(Op{Client: k.id, Node: n, Kind: KindDelete, Key: key, CtxFrom: ctxFrom})
 	ctx, cancel := context.WithTimeout(context.Background(), k.w.cfg.Timeout)
 	defer cancel()
-	resp, err := k.w.clients[n].Delete(ctx, []byte(key), client.WriteOptions{Context: causal})
+	resp, err := k.client(n).Delete(ctx, []byte(key), client.WriteOptions{Context: causal})
 	op.Hinted, op.Coordinator, op.Context = resp.Hinted, resp.Coordinator, resp.Context
 	return k.finish(op, err)
 }
@@ -168,7 +199,7 @@ func (k *worker) get(key string) (Op, string) {
 	op := k.w.h.Begin(Op{Client: k.id, Node: n, Kind: KindGet, Key: key})
 	ctx, cancel := context.WithTimeout(context.Background(), k.w.cfg.Timeout)
 	defer cancel()
-	resp, err := k.w.clients[n].Get(ctx, []byte(key), client.ReadOptions{})
+	resp, err := k.client(n).Get(ctx, []byte(key), client.ReadOptions{})
 	op.Hinted = resp.Hinted // also set on a 404
 	if err == nil {
 		op.Values, err = siblingValues(resp)
