@@ -230,8 +230,8 @@ func (w *wireConns) stopReading(ctx context.Context) {
 	}
 }
 
-// wireSession is one wire-protocol connection: its reader runs requests
-// in goroutines of their own, which send their answers through a
+// wireSession is one wire-protocol connection: its reader hands each
+// request to a worker goroutine, which sends the answer through a
 // WireWriter.
 type wireSession struct {
 	d       *Daemon
