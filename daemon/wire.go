@@ -32,6 +32,10 @@ const (
 	wireFrameSlack = 64 << 10
 )
 
+// wireFrameTimeout bounds the reading of one request frame, from its
+// first byte: a variable for the tests.
+var wireFrameTimeout = apiReadTimeout
+
 // apiListener sorts the API's connections: wire-protocol ones go to
 // serveWire, the others are returned by Accept for the HTTP server.
 type apiListener struct {
@@ -262,6 +266,15 @@ func (s *wireSession) readLoop() {
 	br := bufio.NewReaderSize(s.conn, 64<<10)
 	for {
 		s.conn.SetReadDeadline(time.Now().Add(apiIdleTimeout))
+		if s.d.wire.stopped() {
+			return
+		}
+		// A connection may idle between requests; once a frame begins,
+		// it must arrive whole as soon as an HTTP request must.
+		if _, err := br.Peek(1); err != nil {
+			return // the client went away, idled, or the daemon stops
+		}
+		s.conn.SetReadDeadline(time.Now().Add(wireFrameTimeout))
 		if s.d.wire.stopped() {
 			return
 		}

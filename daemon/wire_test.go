@@ -246,6 +246,33 @@ func TestWireBadFrames(t *testing.T) {
 	}
 }
 
+// TestWireSlowFrame: a frame begun and not finished within the time an
+// HTTP request has ends its connection; an idle connection stays open.
+func TestWireSlowFrame(t *testing.T) {
+	defer func(d time.Duration) { wireFrameTimeout = d }(wireFrameTimeout)
+	wireFrameTimeout = 200 * time.Millisecond
+	_, addr := wireDaemon(t)
+	idle := rawWire(t, addr)
+	slow := rawWire(t, addr)
+	frame := client.AppendWireRequest(nil, &client.WireRequest{ID: 1, Op: client.WireGet, Key: []byte("k")})
+	if _, err := slow.Write(frame[:len(frame)-1]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(slow); err != nil { // ends when the daemon closes it
+		t.Fatalf("the connection with a frame cut short: %v; want it closed", err)
+	}
+	if _, err := idle.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	body, err := client.ReadWireFrame(bufio.NewReader(idle), nil, 1<<20)
+	if err != nil {
+		t.Fatalf("the idle connection: %v; want it served", err)
+	}
+	if r, _ := client.DecodeWireResponse(body); r.ID != 1 || r.Status != 404 {
+		t.Fatalf("the idle connection's answer: %+v; want 404 for request 1", r)
+	}
+}
+
 // TestWireSharesTheAPIAddress: HTTP requests reach the HTTP server on the
 // same address, even when their first bytes arrive one by one.
 func TestWireSharesTheAPIAddress(t *testing.T) {
