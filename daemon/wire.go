@@ -264,6 +264,7 @@ func (d *Daemon) serveWire(c net.Conn) {
 func (s *wireSession) readLoop() {
 	limit := s.d.cfg.MaxKeySize + s.d.cfg.MaxValueSize + wireFrameSlack
 	br := bufio.NewReaderSize(s.conn, 64<<10)
+	var buf []byte // a frame's body, reused: the decoded request holds copies
 	for {
 		s.conn.SetReadDeadline(time.Now().Add(apiIdleTimeout))
 		if s.d.wire.stopped() {
@@ -278,7 +279,7 @@ func (s *wireSession) readLoop() {
 		if s.d.wire.stopped() {
 			return
 		}
-		body, err := client.ReadWireFrame(br, nil, limit)
+		body, err := client.ReadWireFrame(br, buf, limit)
 		if errors.Is(err, client.ErrFrameTooLarge) {
 			s.answer(&client.WireResponse{Status: http.StatusRequestEntityTooLarge,
 				Error: fmt.Sprintf("request frame is %v; store a smaller value (max_value_size is %d bytes)", err, s.d.cfg.MaxValueSize)})
@@ -287,6 +288,7 @@ func (s *wireSession) readLoop() {
 		if err != nil {
 			return // the client went away, idled, or the daemon stops
 		}
+		buf = body
 		req, err := client.DecodeWireRequest(body)
 		if err == nil && req.ID == 0 {
 			err = errors.New("request without an ID: number requests from 1")
@@ -318,22 +320,23 @@ func (s *wireSession) answer(resp *client.WireResponse) {
 
 // wireRequest runs one request as the HTTP API runs the same, with the
 // same checks, answers and metrics.
+// An unknown operation is answered without being counted.
 func (d *Daemon) wireRequest(req *client.WireRequest) *client.WireResponse {
+	if req.Op != client.WireGet && req.Op != client.WirePut && req.Op != client.WireDelete {
+		return &client.WireResponse{ID: req.ID, Status: http.StatusBadRequest,
+			Error: fmt.Sprintf("unknown operation %d: use 1 (get), 2 (put) or 3 (delete)", uint64(req.Op))}
+	}
 	start := time.Now()
 	resp := d.wireRun(req)
 	resp.ID = req.ID
-	if req.Op == client.WireGet || req.Op == client.WirePut || req.Op == client.WireDelete {
-		d.metrics.observe(req.Op.String(), resp.Status, time.Since(start))
-	}
+	d.metrics.observe(req.Op.String(), resp.Status, time.Since(start))
 	return resp
 }
 
+// wireRun runs a request for a known operation.
 func (d *Daemon) wireRun(req *client.WireRequest) *client.WireResponse {
 	fail := func(status int, format string, args ...any) *client.WireResponse {
 		return &client.WireResponse{Status: status, Error: fmt.Sprintf(format, args...)}
-	}
-	if req.Op != client.WireGet && req.Op != client.WirePut && req.Op != client.WireDelete {
-		return fail(http.StatusBadRequest, "unknown operation %d: use 1 (get), 2 (put) or 3 (delete)", uint64(req.Op))
 	}
 	if d.stopping.Load() {
 		return fail(http.StatusServiceUnavailable, "the daemon is shutting down; retry on another node")
