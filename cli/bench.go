@@ -39,9 +39,9 @@ type benchConfig struct {
 type BenchResult struct {
 	Op          string  `json:"op"`
 	Concurrency int     `json:"concurrency"`
-	ValueSize   int     `json:"value_size"`
-	Keys        int     `json:"keys"`
-	Dist        string  `json:"dist"`
+	ValueSize   int     `json:"value_size,omitempty"` // omitted for ping
+	Keys        int     `json:"keys,omitempty"`
+	Dist        string  `json:"dist,omitempty"`
 	Protocol    string  `json:"protocol"`
 	Ops         int64   `json:"ops"`
 	Errors      int64   `json:"errors"`
@@ -62,7 +62,8 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Use:   "bench",
 		Short: "Load the local daemon's API like redis-benchmark and print ops/s and latency percentiles",
 		Example: "  ringkv bench --op put -c 50 -n 200000 --value-size 100\n" +
-			"  ringkv bench --op get -c 50 --duration 30s --dist zipf\n  ringkv bench --op mixed --read-ratio 0.9 -o json",
+			"  ringkv bench --op get -c 50 --duration 30s --dist zipf\n  ringkv bench --op mixed --read-ratio 0.9 -o json\n" +
+			"  ringkv bench --op ping -c 1 -n 5000",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := bc.validate(); err != nil {
@@ -82,7 +83,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 			}
 			defer kv.Close()
 			contexts := newContextMap()
-			if !bc.noFill && bc.op != "put" {
+			if !bc.noFill && (bc.op == "get" || bc.op == "mixed") {
 				if err := fill(cmd.Context(), cl, bc, contexts); err != nil {
 					return explain(err)
 				}
@@ -95,7 +96,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&bc.op, "op", "get", "put, get or mixed")
+	f.StringVar(&bc.op, "op", "get", "put, get, mixed, or ping (a round trip to the daemon that does no other work)")
 	f.IntVarP(&bc.concurrency, "concurrency", "c", 50, "parallel clients (each a keep-alive connection)")
 	f.IntVarP(&bc.ops, "requests", "n", 100000, "total operations (ignored with --duration)")
 	f.DurationVar(&bc.duration, "duration", 0, "run for this long instead of -n operations")
@@ -124,8 +125,8 @@ func (bc benchConfig) newClient(addr string) (benchClient, error) {
 
 func (bc benchConfig) validate() error {
 	switch {
-	case bc.op != "put" && bc.op != "get" && bc.op != "mixed":
-		return usagef("--op %q is not put, get or mixed", bc.op)
+	case bc.op != "put" && bc.op != "get" && bc.op != "mixed" && bc.op != "ping":
+		return usagef("--op %q is not put, get, mixed or ping", bc.op)
 	case bc.concurrency < 1 || bc.concurrency > 10000:
 		return usagef("-c must be from 1 to 10000")
 	case bc.duration == 0 && bc.ops < 1:
@@ -257,6 +258,7 @@ func (w *benchWorker) pick(bc benchConfig) uint64 {
 type benchClient interface {
 	Put(ctx context.Context, key, value []byte, o client.WriteOptions) (client.WriteResponse, error)
 	GetValue(ctx context.Context, key []byte, o client.ReadOptions) ([]byte, error)
+	Ping(ctx context.Context) error
 	Close()
 }
 
@@ -302,6 +304,12 @@ func (w *benchWorker) run(ctx context.Context, cl benchClient, bc benchConfig, v
 		if bc.duration == 0 && remaining.Add(-1) < 0 {
 			return
 		}
+		if bc.op == "ping" {
+			t0 := time.Now()
+			err := cl.Ping(ctx)
+			w.record(ctx, t0, err)
+			continue
+		}
 		i := w.pick(bc)
 		key := bc.appendKey(w.key[:0], i)
 		w.key = key
@@ -318,27 +326,34 @@ func (w *benchWorker) run(ctx context.Context, cl benchClient, bc benchConfig, v
 				contexts.store(i, res.Context)
 			}
 		}
-		d := time.Since(t0)
-		switch {
-		case err == nil, errors.Is(err, client.ErrSiblings): // a read that found siblings succeeded
-			w.latencies = append(w.latencies, d)
-		case errors.Is(err, client.ErrNotFound):
-			w.latencies = append(w.latencies, d)
-			w.misses++
-		case ctx.Err() != nil:
-			return // the run's deadline cut this request short
-		default:
-			w.errors++
-			if w.firstErr == nil {
-				w.firstErr = err
-			}
+		w.record(ctx, t0, err)
+	}
+}
+
+// record counts the outcome of a request sent at t0.
+func (w *benchWorker) record(ctx context.Context, t0 time.Time, err error) {
+	d := time.Since(t0)
+	switch {
+	case err == nil, errors.Is(err, client.ErrSiblings): // a read that found siblings succeeded
+		w.latencies = append(w.latencies, d)
+	case errors.Is(err, client.ErrNotFound):
+		w.latencies = append(w.latencies, d)
+		w.misses++
+	case ctx.Err() != nil:
+		// the run's deadline cut this request short
+	default:
+		w.errors++
+		if w.firstErr == nil {
+			w.firstErr = err
 		}
 	}
 }
 
 func summarize(bc benchConfig, workers []*benchWorker, elapsed time.Duration) (BenchResult, error) {
-	res := BenchResult{Op: bc.op, Concurrency: bc.concurrency, ValueSize: bc.valueSize, Keys: bc.keys,
-		Dist: bc.dist, Protocol: bc.protocol, Seconds: elapsed.Seconds()}
+	res := BenchResult{Op: bc.op, Concurrency: bc.concurrency, Protocol: bc.protocol, Seconds: elapsed.Seconds()}
+	if bc.op != "ping" {
+		res.ValueSize, res.Keys, res.Dist = bc.valueSize, bc.keys, bc.dist
+	}
 	var all []time.Duration
 	for _, w := range workers {
 		all = append(all, w.latencies...)
@@ -376,8 +391,12 @@ func (g *globals) printBench(r BenchResult) error {
 	if f == formatJSON {
 		return g.emit(r, nil, nil)
 	}
-	fmt.Fprintf(g.stdout, "%s: %d ops in %.2fs, -c %d, %d-byte values, %d keys (%s), %s protocol\n",
-		r.Op, r.Ops, r.Seconds, r.Concurrency, r.ValueSize, r.Keys, r.Dist, r.Protocol)
+	if r.Op == "ping" {
+		fmt.Fprintf(g.stdout, "ping: %d round trips in %.2fs, -c %d, %s protocol\n", r.Ops, r.Seconds, r.Concurrency, r.Protocol)
+	} else {
+		fmt.Fprintf(g.stdout, "%s: %d ops in %.2fs, -c %d, %d-byte values, %d keys (%s), %s protocol\n",
+			r.Op, r.Ops, r.Seconds, r.Concurrency, r.ValueSize, r.Keys, r.Dist, r.Protocol)
+	}
 	fmt.Fprintf(g.stdout, "  %.0f ops/s  p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n",
 		r.OpsPerSec, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs)
 	fmt.Fprintf(g.stdout, "  errors %d  misses %d\n", r.Errors, r.Misses)

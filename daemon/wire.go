@@ -322,9 +322,13 @@ func (s *wireSession) answer(resp *client.WireResponse) {
 // same checks, answers and metrics.
 // An unknown operation is answered without being counted.
 func (d *Daemon) wireRequest(req *client.WireRequest) *client.WireResponse {
-	if req.Op != client.WireGet && req.Op != client.WirePut && req.Op != client.WireDelete {
+	switch req.Op {
+	case client.WireGet, client.WirePut, client.WireDelete:
+	case client.WirePing:
+		return &client.WireResponse{ID: req.ID, Status: http.StatusOK}
+	default:
 		return &client.WireResponse{ID: req.ID, Status: http.StatusBadRequest,
-			Error: fmt.Sprintf("unknown operation %d: use 1 (get), 2 (put) or 3 (delete)", uint64(req.Op))}
+			Error: fmt.Sprintf("unknown operation %d: use 1 (get), 2 (put), 3 (delete) or 4 (ping)", uint64(req.Op))}
 	}
 	start := time.Now()
 	resp := d.wireRun(req)

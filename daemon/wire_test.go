@@ -50,6 +50,9 @@ func TestWireKV(t *testing.T) {
 	w := wireClient(t, addr, 2)
 	ctx := context.Background()
 
+	if err := w.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
 	if _, err := w.Get(ctx, []byte("k"), client.ReadOptions{}); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("Get of a missing key: %v; want ErrNotFound", err)
 	}

@@ -330,6 +330,7 @@ func TestBenchAgainstADaemon(t *testing.T) {
 		for _, args := range [][]string{
 			{"bench", "--op", "put", "-c", "4", "-n", "200", "--keys", "50", "--value-size", "10", "-o", "json", "--protocol", proto},
 			{"bench", "--op", "get", "-c", "4", "-n", "200", "--keys", "50", "--no-fill", "-o", "json", "--protocol", proto},
+			{"bench", "--op", "ping", "-c", "4", "-n", "200", "-o", "json", "--protocol", proto},
 		} {
 			r := n.cli("", args...)
 			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil {
@@ -354,7 +355,7 @@ func TestBenchAgainstADaemon(t *testing.T) {
 	if r := run(t, "", "--api", "https://127.0.0.1:1", "bench", "-n", "3"); r.code != 2 || !strings.Contains(r.stderr, "plain HTTP") {
 		t.Fatalf("bench on an https address: exit %d %q; want exit 2 saying why", r.code, r.stderr)
 	}
-	for _, bad := range [][]string{{"--protocol", "grpc"}, {"--conns", "0"}} {
+	for _, bad := range [][]string{{"--protocol", "grpc"}, {"--conns", "0"}, {"--op", "pong"}} {
 		if r := n.cli("", append([]string{"bench", "-n", "3"}, bad...)...); r.code != 2 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, bad[0]) {
 			t.Fatalf("bench %v: exit %d %q; want exit 2 and one line naming the flag", bad, r.code, r.stderr)
 		}

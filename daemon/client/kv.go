@@ -82,6 +82,17 @@ func (c *KV) Put(ctx context.Context, key, value []byte, o WriteOptions) (WriteR
 	return WriteResponse{Context: string(resp.Header.Peek(HeaderContext))}, nil
 }
 
+// Ping makes a round trip to the daemon that does no other work (GET
+// /livez).
+func (c *KV) Ping(ctx context.Context) error {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + c.addr + "/livez")
+	req.Header.SetMethod(fasthttp.MethodGet)
+	return c.do(ctx, req, resp)
+}
+
 // GetValue reads key's raw value, as Client.GetValue: with siblings it
 // returns the JSON listing them.
 func (c *KV) GetValue(ctx context.Context, key []byte, o ReadOptions) ([]byte, error) {

@@ -80,6 +80,12 @@ func (w *Wire) write(ctx context.Context, req *WireRequest) (WriteResponse, erro
 	return WriteResponse{Context: resp.Context, Acks: resp.Acks, Hinted: resp.Hinted, Coordinator: resp.Coordinator}, nil
 }
 
+// Ping makes a round trip to the daemon that does no other work.
+func (w *Wire) Ping(ctx context.Context) error {
+	_, err := w.do(ctx, &WireRequest{Op: WirePing})
+	return err
+}
+
 // Get reads key: every sibling, the causal context to write with, and how
 // many replicas answered. A missing key is ErrNotFound.
 func (w *Wire) Get(ctx context.Context, key []byte, o ReadOptions) (WireResponse, error) {

@@ -38,6 +38,9 @@ const (
 	WireGet    WireOp = 1
 	WirePut    WireOp = 2
 	WireDelete WireOp = 3
+	// WirePing is answered at once, with no key, store or cluster work:
+	// a round trip to the daemon and nothing else.
+	WirePing WireOp = 4
 )
 
 func (op WireOp) String() string {
@@ -48,6 +51,8 @@ func (op WireOp) String() string {
 		return "put"
 	case WireDelete:
 		return "delete"
+	case WirePing:
+		return "ping"
 	}
 	return fmt.Sprintf("op %d", uint64(op))
 }

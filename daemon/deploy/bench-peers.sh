@@ -104,6 +104,8 @@ three() {
   "$PEERS/etcd-cluster.sh" start "$WORK/etcd" >/dev/null
   (cd "$PEERS/etcdload" && go build -o "$WORK/etcdload" .)
   rk bench --op put -c 50 -n 20000 >/dev/null # fill ringkv's keyspace
+  echo "-- the floor of a sequential request: a round trip to node 1 that does no work"
+  rk bench --op ping -c 1 -n 5000 | sed -n 2p
   local out=$WORK/three.jsonl
   for round in $(seq "${ROUNDS:-3}"); do
     for c in 50 1; do
