@@ -23,7 +23,7 @@ cleanup() {
   for p in "$WORK"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
   wait 2>/dev/null || true
   [ -n "${REDIS_STARTED:-}" ] && redis-cli -p 7001 shutdown nosave >/dev/null 2>&1 || true
-  [ -f "$WORK/etcd/pids" ] && "$PEERS/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null 2>&1 || true
+  [ -f "$WORK/etcd/pids" ] && stop_etcd || true
   rm -rf "$WORK"
 }
 
@@ -58,6 +58,33 @@ stop_nodes() {
 }
 
 rk() { "$BIN" --data-dir "$WORK/n1" "$@"; }
+
+ETCD_ENDPOINTS=127.0.0.1:21379,127.0.0.1:22379,127.0.0.1:23379
+
+# start_etcd starts the 3-member etcd and fails unless every member is
+# healthy: a member left over from an earlier run, still on its port,
+# keeps a new one from starting.
+start_etcd() {
+  "$PEERS/etcd-cluster.sh" start "$WORK/etcd" >/dev/null
+  for _ in $(seq 50); do
+    ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" endpoint health >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "etcd did not become healthy (see $WORK/etcd/n*.log); is an etcd from an earlier run still on ports 21379-23380?" >&2
+  tail -n 2 "$WORK"/etcd/n*.log >&2
+  return 1
+}
+
+# stop_etcd stops the members and waits until they have exited and freed
+# their ports, so that the next run can start its own.
+stop_etcd() {
+  local pids
+  pids=$(cat "$WORK/etcd/pids" 2>/dev/null || true)
+  "$PEERS/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null 2>&1 || true
+  for p in $pids; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
+}
 
 rss_kib() { grep VmRSS "/proc/$(cat "$WORK/n1.pid")/status" | awk '{print $2}'; }
 
@@ -101,7 +128,7 @@ five() {
 three() {
   say "three daemons, N=3 W=2 R=2, sync=true vs a 3-member etcd, 100-byte values"
   start_nodes 3 --sync=true
-  "$PEERS/etcd-cluster.sh" start "$WORK/etcd" >/dev/null
+  start_etcd
   (cd "$PEERS/etcdload" && go build -o "$WORK/etcdload" .)
   rk bench --op put -c 50 -n 20000 >/dev/null # fill ringkv's keyspace
   echo "-- the floor of a sequential request: a round trip to node 1 that does no work"
@@ -112,7 +139,7 @@ three() {
       for op in put get; do
         n=$N_OPS; [ $c = 1 ] && n=5000
         r=$(rk bench --op $op -c $c -n $n --no-fill -o json | tr -d "\n")
-        e=$("$WORK/etcdload" -op $op -c $c -n $((n / 5 * 2)) -json)
+        e=$(timeout 600 "$WORK/etcdload" -op $op -c $c -n $((n / 5 * 2)) -json)
         echo "{\"system\":\"ringkv\",\"round\":$round,\"run\":$r}" >>"$out"
         echo "{\"system\":\"etcd\",\"round\":$round,\"run\":$e}" >>"$out"
         echo "round $round $op -c $c: ringkv $r"
@@ -120,7 +147,7 @@ three() {
       done
     done
   done
-  "$PEERS/etcd-cluster.sh" stop "$WORK/etcd" >/dev/null
+  stop_etcd
   stop_nodes
   python3 - "$out" <<'PY'
 import json, statistics, sys
