@@ -59,18 +59,22 @@ stop_nodes() {
 
 rk() { "$BIN" --data-dir "$WORK/n1" "$@"; }
 
-ETCD_ENDPOINTS=127.0.0.1:21379,127.0.0.1:22379,127.0.0.1:23379
-
-# start_etcd starts the 3-member etcd and fails unless every member is
-# healthy: a member left over from an earlier run, still on its port,
-# keeps a new one from starting.
+# start_etcd starts the 3-member etcd and fails unless every member it
+# started runs and answers healthy: an etcd left over from an earlier run,
+# still on the ports, keeps the new members from starting (and would
+# answer in their place).
 start_etcd() {
-  "$PEERS/etcd-cluster.sh" start "$WORK/etcd" >/dev/null
+  local endpoints healthy=""
+  endpoints=$("$PEERS/etcd-cluster.sh" start "$WORK/etcd")
   for _ in $(seq 50); do
-    ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" endpoint health >/dev/null 2>&1 && return 0
+    ETCDCTL_API=3 etcdctl --endpoints="$endpoints" endpoint health >/dev/null 2>&1 && { healthy=1; break; }
     sleep 0.2
   done
-  echo "etcd did not become healthy (see $WORK/etcd/n*.log); is an etcd from an earlier run still on ports 21379-23380?" >&2
+  sleep 0.5 # a member that cannot bind or join exits at once
+  local p
+  for p in $(cat "$WORK/etcd/pids"); do kill -0 "$p" 2>/dev/null || healthy=""; done
+  [ -n "$healthy" ] && return 0
+  echo "etcd did not start (see $WORK/etcd/n*.log); is an etcd from an earlier run still on ports 21379-23380?" >&2
   tail -n 2 "$WORK"/etcd/n*.log >&2
   return 1
 }
