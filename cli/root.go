@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,10 +81,15 @@ func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 func exitCode(err error) int {
 	var ue usageError
 	var ee exitError
+	var ae *client.APIError
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.As(err, &ue), errors.Is(err, daemon.ErrConfig), strings.HasPrefix(err.Error(), "unknown command"):
+		return ExitUsage
+	case errors.As(err, &ae) && (ae.Status == http.StatusBadRequest || ae.Status == http.StatusRequestEntityTooLarge):
+		// The daemon refused an argument or flag it alone can check (a
+		// quorum over N, a value over max_value_size) and changed nothing.
 		return ExitUsage
 	case errors.Is(err, client.ErrUnreachable):
 		return ExitUnreachable

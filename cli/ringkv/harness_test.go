@@ -50,6 +50,12 @@ type result struct {
 	stdout, stderr string
 }
 
+// oneLine reports an error printed as the CLI promises: one line on
+// stderr, starting "ringkv: ".
+func oneLine(r result) bool {
+	return strings.Count(r.stderr, "\n") == 1 && strings.HasPrefix(r.stderr, "ringkv: ")
+}
+
 // run executes the CLI with args and a clean environment.
 func run(t *testing.T, stdin string, args ...string) result {
 	t.Helper()

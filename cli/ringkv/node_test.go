@@ -165,6 +165,28 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
 		t.Errorf("malformed causal context: %v %v; want 400", resp.Status, err)
 	}
+	// The same refusals through the CLI: arguments only the daemon can
+	// check are usage errors too.
+	bigFile := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(bigFile, []byte(strings.Repeat("x", 1<<20+1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cliCases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"quorum over N", []string{"put", "q", "v", "--w", "2"}, "from 1 to 1"},
+		{"read quorum over N", []string{"get", "q", "--r", "3"}, "from 1 to 1"},
+		{"key over 1 KiB", []string{"put", long, "v"}, "1024"},
+		{"value over max_value_size", []string{"put", "big", "--file", bigFile}, "max_value_size"},
+		{"malformed context", []string{"put", "ctx", "v", "--context", "not-a-context"}, "context"},
+	}
+	for _, c := range cliCases {
+		if r := n.cli("", c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) || !oneLine(r) {
+			t.Errorf("ringkv %s: exit %d stderr %q; want exit 2 naming %q on one line", c.name, r.code, r.stderr, c.want)
+		}
+	}
 	st := n.status()
 	if st.Keys != 0 {
 		t.Fatalf("rejected requests wrote %d keys", st.Keys)
@@ -180,9 +202,6 @@ func TestCLIUsageAndConfigErrors(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	if r := run(t, "", "init", "--data-dir", dir); r.code != 0 {
 		t.Fatal(r.stderr)
-	}
-	oneLine := func(r result) bool {
-		return strings.Count(r.stderr, "\n") == 1 && strings.HasPrefix(r.stderr, "ringkv: ")
 	}
 	cases := []struct {
 		name string
