@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -187,4 +188,59 @@ func TestSetStateAndStorageGossip(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// TestCompleteComesFromACompletePeer: a node that starts incomplete (a
+// restart, a join) becomes complete only by merging the list of a peer
+// whose own list is complete, whichever side started the push-pull; two
+// restarted nodes that only know each other stay incomplete until one of
+// them is told to stop waiting.
+func TestCompleteComesFromACompletePeer(t *testing.T) {
+	c := newCluster(t, 0, DefaultLocalConfig())
+	ids := testIDs(t, 5)
+	founder, joiner, r1, r2, alone := ids[0], ids[1], ids[2], ids[3], ids[4]
+	incomplete := DefaultLocalConfig()
+	incomplete.StartIncomplete = true
+	c.start(founder)
+	for _, id := range ids[1:] {
+		c.startWith(id, incomplete)
+	}
+	if !c.node(founder).Complete() || c.node(joiner).Complete() {
+		t.Fatalf("at start: founder complete %v, joiner %v; want true, false", c.node(founder).Complete(), c.node(joiner).Complete())
+	}
+	ctx := context.Background()
+	if _, err := c.node(joiner).Join(ctx, []peer.ID{founder}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.node(joiner).Complete() {
+		t.Fatal("a node that merged the founder's list is not complete")
+	}
+
+	// r1 and r2 restarted and found only each other.
+	if _, err := c.node(r1).Join(ctx, []peer.ID{r2}); err != nil {
+		t.Fatal(err)
+	}
+	if c.node(r1).Complete() || c.node(r2).Complete() {
+		t.Fatalf("two incomplete nodes made each other complete: %v, %v", c.node(r1).Complete(), c.node(r2).Complete())
+	}
+	// The founder reaches r2 (its push-pull, r2's answer): r2 takes its
+	// complete list, and r1 gets it from r2 or the others by push-pull.
+	if _, err := c.node(founder).Join(ctx, []peer.ID{r2}); err != nil {
+		t.Fatal(err)
+	}
+	if !c.node(r2).Complete() {
+		t.Fatal("a node that merged a push-pull from a complete peer is not complete")
+	}
+	waitFor(t, convergeBound, func() (bool, string) {
+		return c.node(r1).Complete() && c.node(r1).NumLive() == 4, fmt.Sprintf("r1 complete %v with %d live members, want true with 4",
+			c.node(r1).Complete(), c.node(r1).NumLive())
+	})
+
+	if c.node(alone).Complete() {
+		t.Fatal("a node that met no one is complete")
+	}
+	c.node(alone).MarkComplete()
+	if !c.node(alone).Complete() {
+		t.Fatal("MarkComplete did not make the list complete")
+	}
 }

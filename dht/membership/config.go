@@ -107,6 +107,12 @@ type Config struct {
 	// Seed seeds the random choices (probe order, gossip targets). Default 0:
 	// a random seed.
 	Seed uint64
+	// StartIncomplete marks a node whose member list is not the cluster's
+	// when it starts: a node joining, or one restarting with peers to ask.
+	// It becomes Complete once it merges the list of a peer whose own list
+	// is complete, or when MarkComplete is called. Default false: the node
+	// founds its cluster, and its list is complete from the start.
+	StartIncomplete bool
 	// Logger receives debug logs of refused input and state changes.
 	// Default nil: slog.Default().
 	Logger *slog.Logger

@@ -134,7 +134,10 @@ func (m *Memberlist) handlePushPull(_ context.Context, from peer.ID, req proto.M
 	m.mu.Lock()
 	m.heardLocked(from, now)
 	m.mergeRemoteLocked(us, now)
-	resp := &pb.SwimPushPull{Members: m.snapshotLocked()}
+	if r.GetComplete() {
+		m.complete.Store(true)
+	}
+	resp := &pb.SwimPushPull{Members: m.snapshotLocked(), Complete: m.complete.Load()}
 	m.mu.Unlock()
 	m.flushEvents()
 	return resp, nil

@@ -161,7 +161,13 @@ func newCluster(t testing.TB, n int, cfg Config) *cluster {
 // start builds and starts a fresh Memberlist for id (incarnation 0).
 func (c *cluster) start(id peer.ID) *Memberlist {
 	c.t.Helper()
-	m, err := New(c.cfg, dht.Member{ID: id, Capacity: 1}, c.net.Endpoint(id), dht.SystemClock{})
+	return c.startWith(id, c.cfg)
+}
+
+// startWith is start with a configuration of id's own.
+func (c *cluster) startWith(id peer.ID, cfg Config) *Memberlist {
+	c.t.Helper()
+	m, err := New(cfg, dht.Member{ID: id, Capacity: 1}, c.net.Endpoint(id), dht.SystemClock{})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -84,6 +85,9 @@ type Memberlist struct {
 	draining bool
 	subs     []func(Event)
 
+	// complete: the member list is the cluster's (see Complete).
+	complete atomic.Bool
+
 	wake      chan struct{} // kicks the timer loop when a suspicion starts
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -141,6 +145,7 @@ func New(cfg Config, self dht.Member, tr dht.Transport, clk dht.Clock) (*Memberl
 	ms.LastHeard = now
 	ms.tokenCount, ms.tokenDigest = m.tokensOf(self.ID, self.Capacity)
 	m.members[self.ID] = ms
+	m.complete.Store(!cfg.StartIncomplete)
 	m.storage = storageReport{want: self.StorageUsed, lastSent: now}
 	m.queue.push(m.selfUpdateLocked())
 	m.next = schedule{
@@ -225,6 +230,20 @@ func (m *Memberlist) flushEvents() {
 		m.emitMu.Lock()
 	}
 }
+
+// Complete reports whether the member list is the cluster's: the node
+// founded its cluster (Config.StartIncomplete unset), or it has merged the
+// full list of a peer whose list was complete, by either side's push-pull,
+// or MarkComplete was called. Until then a node that just started knows
+// only the members gossip happened to name, and a ring drawn from them
+// places keys on the wrong replicas. Push-pulls carry the flag, so a
+// whole cluster restarting at once stays incomplete until one node gives
+// up waiting and calls MarkComplete.
+func (m *Memberlist) Complete() bool { return m.complete.Load() }
+
+// MarkComplete declares the member list complete, for a node that waited
+// long enough for a complete peer (see Complete).
+func (m *Memberlist) MarkComplete() { m.complete.Store(true) }
 
 // Members returns every known member, including dead and left ones until
 // they are reaped, sorted by ID.

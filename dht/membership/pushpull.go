@@ -43,7 +43,7 @@ func (m *Memberlist) pushPull(ctx context.Context, to peer.ID, join bool) error 
 	ctx, cancel := context.WithTimeout(ctx, pushPullTimeout*m.cfg.ProbeInterval)
 	defer cancel()
 	m.mu.Lock()
-	req := &pb.SwimPushPull{Members: m.snapshotLocked(), Join: join}
+	req := &pb.SwimPushPull{Members: m.snapshotLocked(), Join: join, Complete: m.complete.Load()}
 	m.mu.Unlock()
 	var resp pb.SwimPushPull
 	if err := m.tr.Call(ctx, to, ProtocolPushPull, req, &resp); err != nil {
@@ -58,6 +58,9 @@ func (m *Memberlist) pushPull(ctx context.Context, to peer.ID, join bool) error 
 	m.heardLocked(to, now)
 	m.mergeRemoteLocked(us, now)
 	m.mu.Unlock()
+	if resp.GetComplete() {
+		m.complete.Store(true)
+	}
 	m.flushEvents()
 	return nil
 }

@@ -588,10 +588,13 @@ func (x *SwimAck) GetUpdates() []*SwimUpdate {
 }
 
 // SwimPushPull carries the sender's full member list, both ways.
+// complete: the sender's list is the cluster's, not only the members a
+// node that just (re)started has heard of (see membership.Complete).
 type SwimPushPull struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Members       []*SwimMember          `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
 	Join          bool                   `protobuf:"varint,2,opt,name=join,proto3" json:"join,omitempty"`
+	Complete      bool                   `protobuf:"varint,3,opt,name=complete,proto3" json:"complete,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,6 +643,13 @@ func (x *SwimPushPull) GetJoin() bool {
 	return false
 }
 
+func (x *SwimPushPull) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
 var File_swim_proto protoreflect.FileDescriptor
 
 const file_swim_proto_rawDesc = "" +
@@ -683,10 +693,11 @@ const file_swim_proto_rawDesc = "" +
 	"\aSwimAck\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04nack\x18\x02 \x01(\bR\x04nack\x12/\n" +
-	"\aupdates\x18\x03 \x03(\v2\x15.ringkv.v1.SwimUpdateR\aupdates\"S\n" +
+	"\aupdates\x18\x03 \x03(\v2\x15.ringkv.v1.SwimUpdateR\aupdates\"o\n" +
 	"\fSwimPushPull\x12/\n" +
 	"\amembers\x18\x01 \x03(\v2\x15.ringkv.v1.SwimMemberR\amembers\x12\x12\n" +
-	"\x04join\x18\x02 \x01(\bR\x04join*\xc0\x01\n" +
+	"\x04join\x18\x02 \x01(\bR\x04join\x12\x1a\n" +
+	"\bcomplete\x18\x03 \x01(\bR\bcomplete*\xc0\x01\n" +
 	"\vMemberState\x12\x1c\n" +
 	"\x18MEMBER_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MEMBER_STATE_JOINING\x10\x01\x12\x17\n" +
