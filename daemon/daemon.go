@@ -189,6 +189,9 @@ func (d *Daemon) nodeConfig() node.Config {
 	nc.ReadQuorum = d.cfg.ReadQuorum
 	nc.LWW = d.cfg.Conflicts == "lww"
 	nc.Join = len(d.cfg.Bootstrap) > 0
+	// A node that ran in a cluster before learns its members again from
+	// the peers it saved before it serves (node.Config.Peers).
+	nc.Peers = len(knownPeers(d.cfg.DataDir, nil)) > 0
 	nc.Logger = d.log
 	nc.Registerer = d.metrics.registry
 	return nc

@@ -182,7 +182,7 @@ func (c *Cluster) Add() int {
 // callbacks such as OnWrite hooks may call the Cluster.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
-	n, seed, err := c.boot(i)
+	n, seed, err := c.boot(i, false)
 	if err != nil {
 		c.t.Fatalf("dhttest: Start(%d): %v", i, err)
 	}
@@ -216,10 +216,30 @@ func join(n *node.Node, seed peer.ID, bound time.Duration) error {
 	}
 }
 
+// Boot brings slot i up as Start does but joins it through no one, even
+// when it can reach no other slot: until a peer contacts it, or the test
+// calls JoinThrough, the node knows only itself and the members that
+// gossip names to it.
+func (c *Cluster) Boot(i int) {
+	c.t.Helper()
+	if _, _, err := c.boot(i, true); err != nil {
+		c.t.Fatalf("dhttest: Boot(%d): %v", i, err)
+	}
+}
+
+// JoinThrough joins up slot i through up slot j, retrying as Start does.
+func (c *Cluster) JoinThrough(i, j int) {
+	c.t.Helper()
+	if err := join(c.Node(i), c.ID(j), c.opts.Timeout); err != nil {
+		c.t.Fatalf("dhttest: JoinThrough(%d, %d): %v", i, j, err)
+	}
+}
+
 // boot brings slot i's host up and links it, then builds and starts its
 // transport and node without the lock. It returns the node and the peer
-// it should join through ("" when no other slot is up).
-func (c *Cluster) boot(i int) (*node.Node, peer.ID, error) {
+// it should join through ("" when no other slot is up). Unless alone, a
+// slot that no up slot can reach is refused.
+func (c *Cluster) boot(i int, alone bool) (*node.Node, peer.ID, error) {
 	c.mu.Lock()
 	s := c.slotLocked(i)
 	switch {
@@ -239,7 +259,7 @@ func (c *Cluster) boot(i int) (*node.Node, peer.ID, error) {
 	s.host, s.up = h, true
 	seed, others := c.seedLocked(s)
 	err = c.relinkLocked()
-	if err == nil && others && seed == "" {
+	if err == nil && others && seed == "" && !alone {
 		// Started alone it would never learn of the others.
 		err = errors.New("no up slot is reachable to join through (partitioned alone)")
 	}

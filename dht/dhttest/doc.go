@@ -13,7 +13,8 @@
 // mocknet address, and a MemStore. A slot is up (a host, transport and
 // node are running on it) or down. Kill takes a slot down abruptly;
 // Restart brings it back with the same key and the same store, as a
-// process restarted on the same data directory would be.
+// process restarted on the same data directory would be; Boot does the
+// same without joining it through anyone, and JoinThrough joins it later.
 //
 // The network is the mocknet's links. Two up slots are linked exactly when
 // they are in the same partition group (every slot, when the cluster is
@@ -51,7 +52,8 @@
 //   - Node(i) is the node running on slot i (nil while it is down). Its
 //     methods are the system under test; the Cluster only manages slots,
 //     links and time.
-//   - Kill, Restart, Start, Add, Partition, Heal, LoseResponses and SetSkew
+//   - Kill, Restart, Start, Boot, JoinThrough, Add, Partition, Heal,
+//     LoseResponses and SetSkew
 //     take effect before they return. They call t.Fatal on harness
 //     failures, so call them from the test's goroutine; the accessors
 //     (Node, Live, Store, ...) are safe from any goroutine.

@@ -33,6 +33,15 @@ type Config struct {
 	// Join says the node will join an existing cluster through seeds. A
 	// node that never completed a join then starts Joining (see New).
 	Join bool
+	// Peers says the node has peers to learn the cluster's members from
+	// even without Join: the members it saved when it last ran. A node
+	// that restarts with Join or Peers serves no client request and
+	// coordinates no write until it has merged a complete member list from
+	// a peer, or RejoinWait has passed (see NotReady).
+	Peers bool
+	// RejoinWait bounds that wait for a node whose peers do not answer;
+	// 0 serves at once. Default 30s; LocalConfig 5s.
+	RejoinWait time.Duration
 	// Membership, Routing and Replica tune the parts; the fields above
 	// override the matching fields in them.
 	Membership membership.Config
@@ -70,6 +79,7 @@ func DefaultConfig() Config {
 		Maintenance:           DefaultMaintenanceConfig(),
 		StorageReportInterval: 10 * time.Second,
 		JoinSettle:            2 * time.Second,
+		RejoinWait:            30 * time.Second,
 	}
 }
 
@@ -89,6 +99,7 @@ func LocalConfig() Config {
 	c.Maintenance.Interval = 10 * time.Second
 	c.StorageReportInterval = time.Second
 	c.JoinSettle = 300 * time.Millisecond
+	c.RejoinWait = 5 * time.Second
 	return c
 }
 
@@ -99,6 +110,9 @@ var ErrConfig = errors.New("node: invalid config")
 func (c Config) resolve() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RejoinWait < 0 {
+		return c, fmt.Errorf("%w: rejoin wait %v is negative", ErrConfig, c.RejoinWait)
 	}
 	if c.Capacity <= 0 || c.Capacity > 64 {
 		return c, fmt.Errorf("%w: capacity %v out of (0, 64]", ErrConfig, c.Capacity)

@@ -55,11 +55,15 @@ type Node struct {
 	maint *maintainer
 
 	joining atomic.Bool // the pull of a first join has started
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	closeMu sync.Mutex
-	closed  bool
+	// rejoining is set while a restarted node waits to learn the cluster's
+	// members (see membershipPending); started is when New ran.
+	rejoining atomic.Bool
+	started   time.Time
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeMu   sync.Mutex
+	closed    bool
 }
 
 // New builds a node over tr and st. A node configured to join an existing
@@ -67,7 +71,9 @@ type Node struct {
 // Joining: it takes writes but serves no reads until it has pulled its
 // data, after its first successful Join. Every other node, including one
 // restarting after a crash, starts Normal: what it missed arrives by
-// hinted handoff, read repair and anti-entropy.
+// hinted handoff, read repair and anti-entropy. A node that restarts with
+// peers to ask (Config.Join or Config.Peers) first learns the cluster's
+// members from them (see NotReady).
 func New(cfg Config, tr dht.Transport, st dht.Store, clk dht.Clock) (*Node, error) {
 	cfg, err := cfg.resolve()
 	if err != nil {
@@ -81,15 +87,21 @@ func New(cfg Config, tr dht.Transport, st dht.Store, clk dht.Clock) (*Node, erro
 	if cfg.Join && !joinedBefore(st) {
 		self.State = dht.StateJoining
 	}
+	n.rejoining.Store(self.State == dht.StateNormal && (cfg.Join || cfg.Peers))
+	n.started = time.Now()
 	n.view = newView(self, cfg.Replicas, cfg.VNodes)
-	if n.ml, err = membership.New(cfg.Membership, self, tr, clk); err != nil {
+	mcfg := cfg.Membership
+	mcfg.StartIncomplete = self.State == dht.StateJoining || n.rejoining.Load()
+	if n.ml, err = membership.New(mcfg, self, tr, clk); err != nil {
 		return nil, err
 	}
 	routeSelf := routing.Peer{ID: n.self, Addrs: self.Addrs, Zone: cfg.Zone, Capacity: cfg.Capacity}
 	if n.rt, err = routing.New(cfg.Routing, routeSelf, tr, clk); err != nil {
 		return nil, err
 	}
-	if n.eng, err = replica.New(cfg.Replica, n.self, tr, st, n.view, clk); err != nil {
+	rcfg := cfg.Replica
+	rcfg.Coordinates = func() bool { return n.membershipPending() == "" }
+	if n.eng, err = replica.New(rcfg, n.self, tr, st, n.view, clk); err != nil {
 		return nil, err
 	}
 	if n.maint, err = newMaintainer(n); err != nil {
@@ -119,8 +131,68 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if n.rejoining.Load() {
+		n.goBackground(n.awaitMembership)
+	}
 	n.goBackground(n.reportStorage)
 	return nil
+}
+
+// membershipPending explains why a restarted node does not serve yet, or
+// "". Until its member list is complete (membership.Complete) it knows
+// only the members gossip happened to name since it started, and
+// preference lists drawn from them would put an acknowledged write on
+// nodes that a read through any other node never asks. It waits at most
+// RejoinWait for a peer to answer, then serves with what it knows.
+func (n *Node) membershipPending() string {
+	if !n.rejoining.Load() {
+		return ""
+	}
+	waited := time.Since(n.started)
+	switch {
+	case n.ml.Complete():
+		// The events of the merge that completed the list may still be on
+		// their way to the view: take the list itself.
+		for _, m := range n.ml.Members() {
+			n.view.update(m)
+		}
+		if n.rejoining.CompareAndSwap(true, false) {
+			n.log.Info("learned the cluster's members; serving", "members", len(n.ml.Members()), "after", waited.Round(time.Millisecond))
+		}
+	case waited >= n.cfg.RejoinWait:
+		n.ml.MarkComplete()
+		if n.rejoining.CompareAndSwap(true, false) {
+			n.log.Warn("no peer with the cluster's member list answered; serving with the members this node knows",
+				"waited", n.cfg.RejoinWait, "members", len(n.ml.Members()))
+		}
+	default:
+		return "rejoining: learning the cluster's members from its peers"
+	}
+	return ""
+}
+
+// awaitMembership ends a restarted node's wait as soon as its member list
+// is complete, or after RejoinWait, so that the node turns ready (and says
+// so in its log) without waiting for a request.
+func (n *Node) awaitMembership(ctx context.Context) {
+	t := time.NewTicker(membershipPoll)
+	defer t.Stop()
+	for n.membershipPending() != "" {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// membershipPoll is how often a restarted node checks whether it has
+// learned the cluster's members.
+const membershipPoll = 20 * time.Millisecond
+
+// errRejoining refuses client requests while the node learns the members.
+func (n *Node) errRejoining(why string) error {
+	return fmt.Errorf("%w: %s; retry in a moment, or through another node", ErrUnavailable, why)
 }
 
 // metaJoined marks, in the store, a node that has completed a join: when
@@ -235,6 +307,9 @@ func (n *Node) Self() peer.ID { return n.self }
 
 // NotReady explains why the node should not take client traffic, or "".
 func (n *Node) NotReady() string {
+	if why := n.membershipPending(); why != "" {
+		return why
+	}
 	switch n.ml.Local().State {
 	case dht.StateJoining:
 		return "joining: pulling this node's data from its replicas"
@@ -256,6 +331,9 @@ func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (Writ
 // delete is meant to (a blind tombstone would only be a sibling of the
 // value it was meant to remove).
 func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, error) {
+	if why := n.membershipPending(); why != "" {
+		return WriteResult{}, n.errRejoining(why)
+	}
 	if o.Context == "" {
 		res, err := n.eng.Read(ctx, key, 0)
 		if err != nil {
@@ -267,6 +345,9 @@ func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteRes
 }
 
 func (n *Node) write(ctx context.Context, w replica.Write, cctx string) (WriteResult, error) {
+	if why := n.membershipPending(); why != "" {
+		return WriteResult{}, n.errRejoining(why)
+	}
 	dots, err := version.DecodeContext(cctx)
 	if err != nil {
 		return WriteResult{}, err
@@ -283,6 +364,9 @@ func (n *Node) write(ctx context.Context, w replica.Write, cctx string) (WriteRe
 // Get reads key from R replicas. When the key is not found (never
 // written, deleted or expired) the result still says who answered.
 func (n *Node) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, error) {
+	if why := n.membershipPending(); why != "" {
+		return ReadResult{}, n.errRejoining(why)
+	}
 	res, err := n.eng.Read(ctx, key, o.R)
 	if err != nil {
 		return ReadResult{}, err

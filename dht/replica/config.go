@@ -61,6 +61,12 @@ type Config struct {
 	// above any client limit.
 	MaxKeySize   int
 	MaxValueSize int
+	// Coordinates reports whether this node may coordinate writes now:
+	// false while it does not know the cluster's members, when its
+	// preference lists cannot be trusted. A write forwarded to it then is
+	// refused unseen, and the forwarding node moves on to the next
+	// replica. Nil means always.
+	Coordinates func() bool
 	// Logger receives the engine's logs; remote-caused failures log at debug.
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil means none.

@@ -29,6 +29,11 @@ var (
 	// errNotServed: this node is shutting down and did not act on the
 	// request. Its message is matched in RemoteErrors: keep it stable.
 	errNotServed = errors.New("replica: shutting down, request not served")
+
+	// errNotCoordinating: this node does not know the cluster's members
+	// yet (Config.Coordinates) and did not act on the write. Its message
+	// is matched in callCoordinate: keep it stable.
+	errNotCoordinating = errors.New("replica: learning the cluster's members, write not coordinated")
 )
 
 // QuorumError reports a write or read that fewer replicas answered than

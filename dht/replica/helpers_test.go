@@ -181,6 +181,12 @@ func newCluster(t testing.TB, size int, cfg replica.Config) *cluster {
 // the cluster's serving ring.
 func (c *cluster) start(id peer.ID, st *dhttest.MemStore) *tnode {
 	c.t.Helper()
+	return c.startWith(id, st, c.cfg)
+}
+
+// startWith is start with a configuration of id's own.
+func (c *cluster) startWith(id peer.ID, st *dhttest.MemStore, cfg replica.Config) *tnode {
+	c.t.Helper()
 	members := map[peer.ID]bool{}
 	for _, m := range c.ids {
 		members[m] = true
@@ -189,8 +195,7 @@ func (c *cluster) start(id peer.ID, st *dhttest.MemStore) *tnode {
 		members[m] = true
 	}
 	members[id] = true
-	view := &fakeView{self: id, n: c.cfg.Replicas, serving: c.ring, members: members, dead: map[peer.ID]bool{}}
-	cfg := c.cfg
+	view := &fakeView{self: id, n: cfg.Replicas, serving: c.ring, members: members, dead: map[peer.ID]bool{}}
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	ep := c.net.Endpoint(id)
@@ -210,11 +215,17 @@ func (c *cluster) start(id peer.ID, st *dhttest.MemStore) *tnode {
 // restart closes id's engine and starts a new one over the same store.
 func (c *cluster) restart(id peer.ID) *tnode {
 	c.t.Helper()
+	return c.restartWithConfig(id, c.cfg)
+}
+
+// restartWithConfig is restart with a configuration of id's own.
+func (c *cluster) restartWithConfig(id peer.ID, cfg replica.Config) *tnode {
+	c.t.Helper()
 	old := c.nodes[id]
 	if err := old.e.Close(); err != nil {
 		c.t.Fatalf("close: %v", err)
 	}
-	n := c.start(id, old.st)
+	n := c.startWith(id, old.st, cfg)
 	n.view.setRings(old.view.rings())
 	return n
 }

@@ -144,9 +144,10 @@ func (e *Engine) callCoordinate(ctx context.Context, id peer.ID, w Write) (Write
 		switch {
 		case errors.As(err, &re) && strings.Contains(re.Message, ErrTooManySiblings.Error()):
 			return WriteResult{}, nil, fmt.Errorf("%w: %s", ErrTooManySiblings, re.Message)
-		case errors.As(err, &re) && (strings.Contains(re.Message, errNotServed.Error()) || strings.Contains(re.Message, errEpochsExhausted.Error())):
-			// The peer is shutting down, or has no fresh actor: it did not
-			// act on it.
+		case errors.As(err, &re) && (strings.Contains(re.Message, errNotServed.Error()) ||
+			strings.Contains(re.Message, errEpochsExhausted.Error()) || strings.Contains(re.Message, errNotCoordinating.Error())):
+			// The peer is shutting down, has no fresh actor, or does not
+			// know the cluster's members yet: it did not act on it.
 			return WriteResult{}, nil, dht.NotSent("%s", re.Message)
 		case errors.As(err, &re) && strings.Contains(re.Message, ErrOutcomeUnknown.Error()):
 			return WriteResult{}, nil, fmt.Errorf("%w: coordinator %s: %s", ErrOutcomeUnknown, id, re.Message)
@@ -170,6 +171,9 @@ func (e *Engine) callCoordinate(ctx context.Context, id peer.ID, w Write) (Write
 func (e *Engine) handleCoordinate(ctx context.Context, r *pb.CoordinateRequest) (*pb.KVResponse, error) {
 	if err := e.checkKey(r.Key); err != nil {
 		return nil, err
+	}
+	if e.cfg.Coordinates != nil && !e.cfg.Coordinates() {
+		return nil, errNotCoordinating
 	}
 	if len(r.Value) > e.cfg.MaxValueSize || len(r.Context) > version.MaxContextEntries || r.W > 64 {
 		e.m.refused.WithLabelValues("coordinate").Inc()

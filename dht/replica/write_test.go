@@ -471,6 +471,11 @@ func TestWriteMovesOnOnlyWhenNotSent(t *testing.T) {
 	}{
 		{"first replica unreachable", func(c *cluster, r roles, _ peer.ID) { c.net.Kill(r.nat[0]) }, nil},
 		{"first replica shutting down", func(c *cluster, r roles, _ peer.ID) { _ = c.node(r.nat[0]).e.Close() }, nil},
+		{"first replica learning the members", func(c *cluster, r roles, _ peer.ID) {
+			cfg := c.cfg
+			cfg.Coordinates = func() bool { return false }
+			c.restartWithConfig(r.nat[0], cfg)
+		}, nil},
 		{"answer lost", func(c *cluster, r roles, entry peer.ID) { c.net.Block(r.nat[0], entry) }, replica.ErrOutcomeUnknown},
 	}
 	for _, tt := range tests {
