@@ -12,7 +12,10 @@
 // every GossipInterval, each retransmitted RetransmitMult·ceil(log10(N+1))
 // times, newest and least sent first. Every PushPullInterval a node
 // exchanges its full list with one random live member, and tries one dead
-// member, so joiners and healed partitions converge.
+// member, so joiners and healed partitions converge. A push-pull also says
+// whether the sender's list is complete (Complete): a node that starts
+// joining or restarting knows only what gossip names to it until it has
+// merged a complete list.
 //
 // Precedence for one member: a higher incarnation wins; at equal
 // incarnation left > dead > suspect > joining/normal/leaving. Only the node
