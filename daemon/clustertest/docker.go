@@ -51,6 +51,9 @@ type dockerCluster struct {
 
 	mu      sync.Mutex
 	offsets []time.Duration // guarded by mu; clock offset per node
+	// replaced holds, per node, the logs of the containers that
+	// SetClockOffset removed, for SaveLogs; guarded by mu.
+	replaced []string
 }
 
 // StartDocker builds the image and brings up a cluster of containers.
@@ -62,7 +65,7 @@ func StartDocker(ctx context.Context, cfg ClusterConfig) (_ Cluster, err error) 
 		return nil, err
 	}
 	d := &dockerCluster{cfg: cfg, id: fmt.Sprintf("rkct%06x", rand.Uint32()&0xffffff),
-		offsets: make([]time.Duration, cfg.Nodes)}
+		offsets: make([]time.Duration, cfg.Nodes), replaced: make([]string, cfg.Nodes)}
 	defer func() {
 		if err != nil {
 			d.Close(context.Background())
@@ -211,6 +214,11 @@ func (d *dockerCluster) SetClockOffset(ctx context.Context, i int, off time.Dura
 	if err := d.docker(ctx, "stop", "-t", "20", d.name(i)); err != nil {
 		return err
 	}
+	if out, err := run(ctx, "docker", "logs", "--timestamps", d.name(i)); err == nil || out != "" {
+		d.mu.Lock()
+		d.replaced[i] += out + "\n"
+		d.mu.Unlock()
+	}
 	if err := d.docker(ctx, "rm", d.name(i)); err != nil {
 		return err
 	}
@@ -273,13 +281,18 @@ func (d *dockerCluster) HealPartition(ctx context.Context) error {
 	return forEach(d.cfg.Nodes, func(i int) error { return d.nsIptables(ctx, i, "-F") })
 }
 
+// SaveLogs writes each node's log: those of the containers a clock offset
+// replaced, then the current container's.
 func (d *dockerCluster) SaveLogs(ctx context.Context, dir string) error {
 	return forEach(d.cfg.Nodes, func(i int) error {
 		out, err := run(ctx, "docker", "logs", "--timestamps", d.name(i))
 		if err != nil && out == "" {
 			return err
 		}
-		return os.WriteFile(filepath.Join(dir, fmt.Sprintf("node%d.log", i+1)), []byte(out+"\n"), 0o644)
+		d.mu.Lock()
+		earlier := d.replaced[i]
+		d.mu.Unlock()
+		return os.WriteFile(filepath.Join(dir, fmt.Sprintf("node%d.log", i+1)), []byte(earlier+out+"\n"), 0o644)
 	})
 }
 
