@@ -46,6 +46,7 @@ type Daemon struct {
 	tr         *p2p.Transport
 	node       *node.Node
 	joiner     *bootstrap.Joiner
+	peers      []string // bootstrap list and saved members, read once at start
 	api        *fasthttp.Server
 	apiLn      net.Listener
 	wire       wireConns // the API's wire-protocol connections
@@ -117,6 +118,7 @@ func (d *Daemon) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	d.peers = knownPeers(d.cfg.DataDir, d.cfg.Bootstrap)
 	nc := d.nodeConfig()
 	reap := nc.Membership.DeadReapTimeout
 	d.lastUp.path = filepath.Join(d.cfg.DataDir, LastUpFile)
@@ -191,7 +193,7 @@ func (d *Daemon) nodeConfig() node.Config {
 	nc.Join = len(d.cfg.Bootstrap) > 0
 	// A node that ran in a cluster before learns its members again from
 	// the peers it saved before it serves (node.Config.Peers).
-	nc.Peers = len(knownPeers(d.cfg.DataDir, nil)) > 0
+	nc.Peers = len(d.peers) > 0
 	nc.Logger = d.log
 	nc.Registerer = d.metrics.registry
 	return nc
@@ -228,7 +230,7 @@ func (d *Daemon) startAPI() error {
 }
 
 func (d *Daemon) startJoiner() error {
-	peers, err := bootstrap.ParseList(knownPeers(d.cfg.DataDir, d.cfg.Bootstrap))
+	peers, err := bootstrap.ParseList(d.peers)
 	if err != nil {
 		return err
 	}

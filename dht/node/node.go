@@ -153,11 +153,12 @@ func (n *Node) membershipPending() string {
 	case n.ml.Complete():
 		// The events of the merge that completed the list may still be on
 		// their way to the view: take the list itself.
-		for _, m := range n.ml.Members() {
+		members := n.ml.Members()
+		for _, m := range members {
 			n.view.update(m)
 		}
 		if n.rejoining.CompareAndSwap(true, false) {
-			n.log.Info("learned the cluster's members; serving", "members", len(n.ml.Members()), "after", waited.Round(time.Millisecond))
+			n.log.Info("learned the cluster's members; serving", "members", len(members), "after", waited.Round(time.Millisecond))
 		}
 	case waited >= n.cfg.RejoinWait:
 		n.ml.MarkComplete()
@@ -190,9 +191,13 @@ func (n *Node) awaitMembership(ctx context.Context) {
 // learned the cluster's members.
 const membershipPoll = 20 * time.Millisecond
 
-// errRejoining refuses client requests while the node learns the members.
-func (n *Node) errRejoining(why string) error {
-	return fmt.Errorf("%w: %s; retry in a moment, or through another node", ErrUnavailable, why)
+// serving refuses client requests, as unavailable, while the node learns
+// the members.
+func (n *Node) serving() error {
+	if why := n.membershipPending(); why != "" {
+		return fmt.Errorf("%w: %s; retry in a moment, or through another node", ErrUnavailable, why)
+	}
+	return nil
 }
 
 // metaJoined marks, in the store, a node that has completed a join: when
@@ -331,8 +336,8 @@ func (n *Node) Put(ctx context.Context, key, value []byte, o WriteOptions) (Writ
 // delete is meant to (a blind tombstone would only be a sibling of the
 // value it was meant to remove).
 func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteResult, error) {
-	if why := n.membershipPending(); why != "" {
-		return WriteResult{}, n.errRejoining(why)
+	if err := n.serving(); err != nil {
+		return WriteResult{}, err
 	}
 	if o.Context == "" {
 		res, err := n.eng.Read(ctx, key, 0)
@@ -345,8 +350,8 @@ func (n *Node) Delete(ctx context.Context, key []byte, o WriteOptions) (WriteRes
 }
 
 func (n *Node) write(ctx context.Context, w replica.Write, cctx string) (WriteResult, error) {
-	if why := n.membershipPending(); why != "" {
-		return WriteResult{}, n.errRejoining(why)
+	if err := n.serving(); err != nil {
+		return WriteResult{}, err
 	}
 	dots, err := version.DecodeContext(cctx)
 	if err != nil {
@@ -364,8 +369,8 @@ func (n *Node) write(ctx context.Context, w replica.Write, cctx string) (WriteRe
 // Get reads key from R replicas. When the key is not found (never
 // written, deleted or expired) the result still says who answered.
 func (n *Node) Get(ctx context.Context, key []byte, o ReadOptions) (ReadResult, error) {
-	if why := n.membershipPending(); why != "" {
-		return ReadResult{}, n.errRejoining(why)
+	if err := n.serving(); err != nil {
+		return ReadResult{}, err
 	}
 	res, err := n.eng.Read(ctx, key, o.R)
 	if err != nil {
